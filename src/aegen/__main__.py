@@ -1,0 +1,7 @@
+"""``python -m aegen`` (and ``torchrun -m aegen``) run the command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

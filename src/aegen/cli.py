@@ -1,0 +1,117 @@
+"""The ``aegen`` command line: one entry point, thin subcommands.
+
+Each subcommand lives in ``aegen.commands.<name>`` and exposes
+``add_parser(subparsers)``; the parser it adds sets ``func`` to the function
+that runs it. Every user error — bad arguments included — ends as one line
+``error: …`` on stderr and exit status 2; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import importlib
+import math
+import sys
+
+from . import __version__
+from .errors import UserError
+
+__all__ = ["ArgParser", "fraction", "main", "nonneg_int", "positive_float", "positive_int"]
+
+# The subcommand modules, in the order `aegen --help` lists them.
+COMMANDS = [
+    "train",
+    "reconstruct",
+    "info",
+    "demo",
+]
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse with our error convention: one ``error:`` line, exit 2, no usage dump."""
+
+    def error(self, message: str):  # type: ignore[override]
+        prog = self.prog.removeprefix("aegen").strip()
+        where = f" ({prog})" if prog else ""
+        self.exit(2, f"error: {message}{where}; see --help\n")
+
+
+def _number(text: str, kind: type) -> float | int:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    v = _number(text, int)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    v = _number(text, int)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    v = _number(text, float)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def fraction(text: str) -> float:
+    """A number in (0, 1]."""
+    v = _number(text, float)
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v}")
+    return v
+
+
+def build_parser() -> ArgParser:
+    parser = ArgParser(
+        prog="aegen",
+        description="Autoencoders and image generation on 28×28 images: train, sample, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"aegen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser)
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"aegen.commands.{name.replace('-', '_')}").add_parser(sub)
+    return parser
+
+
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # a full disk or a read-only place is the user's to fix, not a bug
+        if e.errno in _ENVIRONMENT_ERRNOS:
+            print(f"error: {e.strerror}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume where the command supports it", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

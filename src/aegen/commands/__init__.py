@@ -1,0 +1,1 @@
+"""One module per ``aegen`` subcommand; each exposes ``add_parser(subparsers)``."""

@@ -1,0 +1,59 @@
+"""Argument groups and steps that several subcommands share."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import load, load_config
+from ..data.datasets import Dataset, load_data
+from ..errors import UserError
+from ..files import ensure_writable_file
+
+
+def add_data_args(p: argparse.ArgumentParser, default: str | None = "fashion-mnist") -> None:
+    from ..cli import nonneg_int
+
+    p.add_argument(
+        "--data",
+        default=default,
+        metavar="NAME_OR_DIR",
+        help="fashion-mnist, mnist, synthetic, or a directory of IDX files"
+        + (f" (default: {default})" if default else " (default: the run's own)"),
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="where the fashion-mnist or mnist IDX files are",
+    )
+    p.add_argument(
+        "--limit",
+        type=nonneg_int,
+        default=None,
+        metavar="N",
+        help="use only the first N training and test images",
+    )
+
+
+def data_for_run(run_dir: str | Path, args: argparse.Namespace) -> Dataset:
+    """The data a command over a run should use: --data if given, else the run's own."""
+    cfg = load_config(run_dir).get("data", {})
+    name = args.data or cfg.get("name", "fashion-mnist")
+    data_dir = args.data_dir if args.data else (args.data_dir or cfg.get("data_dir"))
+    limit = args.limit if args.limit is not None else int(cfg.get("limit", 0) or 0)
+    return load_data(name, data_dir, val_size=int(cfg.get("val_size", 5000)), limit=limit)
+
+
+def output_file(path: str | Path, suffix: str | None = ".png") -> Path:
+    """Check an output file path before any work is done."""
+    p = Path(path)
+    if suffix and p.suffix.lower() != suffix:
+        raise UserError(f"--out {p}: expected a {suffix} file name")
+    return ensure_writable_file(p)
+
+
+def load_model(run_dir: str | Path, family=None) -> torch.nn.Module:
+    return load(run_dir, family=family)

@@ -1,0 +1,1 @@
+"""Evaluation: reconstruction metrics, sample scores and reports."""

@@ -1,0 +1,1 @@
+"""Model families; each module registers its models with :mod:`aegen.registry`."""

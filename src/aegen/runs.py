@@ -1,0 +1,175 @@
+"""Creating, training and resuming run directories: what ``aegen train`` does, as an API.
+
+The order matters for the promise "no partial files left as if complete": the
+config is validated, the data loaded and the model built *before* the output
+directory is touched, so a user error leaves nothing behind; the directory is
+then locked against a second writer for as long as training runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import CONFIG, load_config, write_config
+from .config import DataConfig, RunConfig, TrainConfig, apply_overrides, from_dict
+from .data.datasets import Dataset, load_data
+from .errors import CheckpointError, UserError
+from .files import RunLock, ensure_dir
+from .registry import entry
+from .train import FitResult, Trainer, seed_everything
+
+__all__ = [
+    "TrainedRun",
+    "data_from_config",
+    "finish_run",
+    "make_run_config",
+    "run_config_from_json",
+    "train_run",
+]
+
+
+def make_run_config(
+    model: str,
+    data: str | None = None,
+    overrides: list[str] | None = None,
+    **train_args: Any,
+) -> RunConfig:
+    """The run config for ``model``: its defaults, then ``train_args`` (epochs=…, batch_size=…,
+    seed=…, or data keys limit=…, data_dir=…), then dotted ``overrides``."""
+    e = entry(model, "model")
+    train_defaults = dict(getattr(e.cls, "train_defaults", {}))
+    data_keys = {f for f in DataConfig.__dataclass_fields__}
+    train_values = {
+        **train_defaults,
+        **{k: v for k, v in train_args.items() if v is not None and k not in data_keys},
+    }
+    data_values = {k: v for k, v in train_args.items() if v is not None and k in data_keys}
+    if data is not None:
+        data_values["name"] = data
+    run = RunConfig(
+        model=model,
+        model_config=from_dict(e.config_cls, {}, "model"),
+        train=from_dict(TrainConfig, train_values, "train"),
+        data=from_dict(DataConfig, data_values, "data"),
+    )
+    return apply_overrides(run, overrides or [])
+
+
+def run_config_from_json(cfg: dict[str, Any], where: str = "config.json") -> RunConfig:
+    """Parse a run directory's config dict back into a RunConfig (validated)."""
+    try:
+        e = entry(str(cfg["model"]), "model")
+        return RunConfig(
+            model=e.name,
+            model_config=from_dict(e.config_cls, cfg.get("model_config", {}), "model"),
+            train=from_dict(TrainConfig, cfg.get("train", {}), "train"),
+            data=from_dict(DataConfig, cfg.get("data", {}), "data"),
+        )
+    except UserError as err:
+        raise CheckpointError(f"{where}: {err}") from None
+
+
+def data_from_config(d: DataConfig) -> Dataset:
+    return load_data(d.name, d.data_dir, val_size=d.val_size, limit=d.limit)
+
+
+@dataclass
+class TrainedRun:
+    model: torch.nn.Module
+    data: Dataset
+    result: FitResult
+    out_dir: Path
+    config: RunConfig
+
+
+def _check_fresh(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a directory")
+    if (out / CONFIG).exists():
+        raise UserError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
+
+
+_RUN_KEYS = ("aegen_version", "model", "model_config", "train", "data", "family")
+
+
+def train_run(
+    run: RunConfig | None,
+    out_dir: str | os.PathLike,
+    resume: bool = False,
+    progress: bool = True,
+    data: Dataset | None = None,
+    phased: dict[str, Any] | None = None,
+) -> TrainedRun:
+    """Train a model into ``out_dir``, or resume the run there from its own config.
+
+    ``phased={"finetune_epochs": N}`` trains an ``ae-mlp`` greedily layer by layer
+    (see :mod:`aegen.phased`); it is stored in config.json so ``--resume`` knows.
+    """
+    out = Path(out_dir)
+    if resume:
+        stored = load_config(out)
+        stored_run = run_config_from_json(stored, str(out / CONFIG))
+        if run is not None and run.model != stored_run.model:
+            raise UserError(f"{out} holds a {stored_run.model} run, not {run.model}")
+        run, phased = stored_run, stored.get("phased")
+    else:
+        if run is None:
+            raise ValueError("train_run needs a run config unless resuming")
+        _check_fresh(out)
+    data = data if data is not None else data_from_config(run.data)
+    if len(data.train) < run.train.batch_size:
+        raise UserError(
+            f"train.batch_size={run.train.batch_size} is larger than the {len(data.train)} training images"
+        )
+    seed_everything(run.train.seed)
+    model = entry(run.model, "model").cls(run.model_config)
+    if phased is not None:
+        from .phased import check_phased
+
+        check_phased(model)
+    ensure_dir(out)
+    with RunLock(out):
+        if not resume:
+            extra = {"phased": phased} if phased is not None else {}
+            write_config(out, {**run.to_json(), "family": model.family, **extra})
+        if phased is not None:
+            from .phased import fit_phased
+
+            result = fit_phased(model, data, run.train, out, resume, progress, **phased)
+        else:
+            trainer = Trainer(
+                model, run.train, out, progress=progress, metadata={"model": run.model}
+            )
+            result = trainer.fit(data, resume=resume)
+    return TrainedRun(model.eval(), data, result, out, run)
+
+
+def finish_run(trained: TrainedRun, n_pictures: int = 50) -> dict[str, float]:
+    """After training: test reconstruction metrics into metrics.json, pictures into samples/.
+
+    Returns the test metrics (``test_mse``, ``test_psnr``) for printing.
+    """
+    from .data.loader import to_float
+    from .eval.metrics import reconstruction_metrics, update_metrics_json
+    from .viz import save_grid, save_recon_grid
+
+    model, data, out = trained.model, trained.data, trained.out_dir
+    if data.test.x.dtype != torch.uint8:  # not images (the plane demo)
+        return {}
+    rec = reconstruction_metrics(model, data.test)
+    summary = {"test_mse": rec["mse"], "test_psnr": rec["psnr"]}
+    update_metrics_json(out, {"reconstruction": {**rec, "split": "test", "n": len(data.test)}})
+    samples = ensure_dir(out / "samples")
+    x = to_float(data.test.x[:n_pictures])
+    save_recon_grid(samples / "reconstructions.png", x, model.reconstruct(x))
+    if hasattr(model, "sample"):
+        g = torch.Generator().manual_seed(trained.config.train.seed)
+        save_grid(samples / "samples.png", model.sample(100, generator=g))
+    return summary

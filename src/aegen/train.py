@@ -1,0 +1,427 @@
+"""One model-agnostic training loop.
+
+The trainer knows four things about a model: its parameters, ``loss(batch) ->
+(loss, logs)``, ``train()``/``eval()``, and its state dict. Everything else —
+what the loss is, what gets logged — belongs to the model.
+
+What it does: AdamW with a warm-up + cosine (or constant) learning rate,
+optional gradient clipping, seeded data order, a progress bar, validation every
+epoch, ``metrics.csv`` (and TensorBoard event files when tensorboard is
+installed), last and best checkpoints, and exact resume: the checkpoint holds
+the optimizer, the step, the position inside the epoch and every RNG state, and
+each epoch's order is rebuilt from (seed, epoch), so a resumed run takes the same
+steps as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import BEST, MODEL, load_state_dict, read_train_state, save_model, write_checkpoint
+from .config import TrainConfig
+from .data.datasets import Dataset, Split
+from .data.loader import Batch, epoch_batches, num_batches, to_float
+from .errors import UserError
+from .files import atomic_write_text, ensure_dir
+
+__all__ = [
+    "FitResult",
+    "TrainingDiverged",
+    "Trainer",
+    "autocast",
+    "bf16_supported",
+    "evaluate_loss",
+    "lr_at",
+    "seed_everything",
+]
+
+LossFn = Callable[[Batch], tuple[torch.Tensor, dict[str, Any]]]
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) so a run is repeatable."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU has native bf16 arithmetic (AVX-512 BF16 or AMX)."""
+    try:
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast(amp: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on the CPU when ``amp`` asks for it (``auto``: where the CPU supports it)."""
+    if amp == "bf16" or (amp == "auto" and bf16_supported()):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Learning rate at ``step``: linear warm-up, then constant or cosine decay to zero."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    span = max(1, total_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _as_float(v: Any) -> float:
+    return float(v.item()) if isinstance(v, torch.Tensor) else float(v)
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: torch.nn.Module,
+    split: Split,
+    batch_size: int = 512,
+    amp: str = "off",
+    channels_last: bool = False,
+    loss_fn: LossFn | None = None,
+) -> dict[str, float]:
+    """Mean loss and logs over ``split`` in eval mode (weighted by batch size)."""
+    loss_fn = loss_fn or model.loss
+    was_training = model.training
+    model.eval()
+    sums: dict[str, torch.Tensor] = {}
+    n = len(split)
+    for start in range(0, n, batch_size):
+        x = to_float(split.x[start : start + batch_size])
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(amp):
+            loss, logs = loss_fn(Batch(x, split.y[start : start + batch_size]))
+        w = x.shape[0]
+        for k, v in {"loss": loss, **logs}.items():
+            sums[k] = sums.get(k, 0.0) + torch.as_tensor(v, dtype=torch.float64) * w
+    model.train(was_training)
+    return {k: _as_float(v) / n for k, v in sums.items()}
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": list(random.getstate()[1]),
+        "python_gauss": random.getstate()[2],
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    random.setstate((3, tuple(state["python"]), state["python_gauss"]))
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite ``metrics.csv`` atomically; columns are the union of all rows' keys, in order."""
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(v) for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(v: Any) -> Any:
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+@dataclass
+class FitResult:
+    """What a finished fit reports; ``history`` holds the metrics rows of this run directory."""
+
+    steps: int
+    epochs: int
+    best_val_loss: float
+    final: dict[str, float]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Trainer:
+    """Trains ``model`` with ``cfg``, writing checkpoints and metrics to ``out_dir``.
+
+    ``params`` restricts what is optimised (phased training); ``loss_fn`` replaces
+    ``model.loss`` (same signature); ``tag`` labels the metrics rows and the
+    checkpoint (e.g. ``phase1``); ``metadata`` goes into the safetensors header.
+    With ``out_dir=None`` nothing is written.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        out_dir: str | os.PathLike | None = None,
+        *,
+        params: Iterable[torch.nn.Parameter] | None = None,
+        loss_fn: LossFn | None = None,
+        tag: str = "",
+        metadata: dict[str, str] | None = None,
+        progress: bool = True,
+    ):
+        self.model = model
+        self.cfg = cfg
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.params = [
+            p for p in (params if params is not None else model.parameters()) if p.requires_grad
+        ]
+        self.loss_fn = loss_fn or model.loss
+        self.tag = tag
+        self.metadata = {"tag": tag, **(metadata or {})} if tag else dict(metadata or {})
+        self.progress = progress
+        self.rank, self.world = 0, 1
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step = 0
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.best_val = math.inf
+        self.history: list[dict[str, Any]] = []
+        self._partial: dict[str, float] = {}  # sums of this epoch's logs so far (for resume)
+        self._tb = None
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "best_val": self.best_val,
+            "rows": len(self.history),
+            "partial": dict(self._partial),
+            "rng": _rng_state(),
+            "tag": self.tag,
+            "finished": self.epoch >= self.cfg.epochs,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.step_in_epoch = int(state["step_in_epoch"])
+        self.best_val = float(state["best_val"])
+        self._partial = {k: float(v) for k, v in state["partial"].items()}
+        self.history = self.history[: int(state["rows"])]
+        _set_rng_state(state["rng"])
+
+    def checkpoint(self) -> None:
+        if self.out_dir is None or self.rank != 0:
+            return
+        write_checkpoint(self.out_dir, self.model, self.state(), self.metadata)
+
+    # ------------------------------------------------------------------ loop
+
+    def _log_tensorboard(self, row: dict[str, Any]) -> None:
+        if self.out_dir is None or self.rank != 0:
+            return
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._tb = False
+                return
+            self._tb = SummaryWriter(str(self.out_dir / "tb"))
+        if self._tb:
+            for k, v in row.items():
+                if isinstance(v, float):
+                    self._tb.add_scalar(k, v, self.step)
+            self._tb.flush()
+
+    def fit(self, data: Dataset, resume: bool = False) -> FitResult:
+        cfg = self.cfg
+        train = data.train
+        n = len(train)
+        if n < cfg.batch_size:
+            raise UserError(
+                f"train.batch_size={cfg.batch_size} is larger than the {n} training images"
+            )
+        steps_per_epoch = num_batches(n, cfg.batch_size)
+        total_steps = steps_per_epoch * cfg.epochs
+        if self.out_dir is not None:
+            if self.rank == 0:
+                ensure_dir(self.out_dir)
+            self.history = [dict(r) for r in read_metrics(self.out_dir / "metrics.csv")]
+        if resume:
+            self.load_state(read_train_state(self.out_dir))
+            self.model.load_state_dict(load_state_dict(self.out_dir / MODEL))
+        else:
+            seed_everything(cfg.seed)
+
+        model = self.model
+        loss_fn = torch.compile(self.loss_fn) if cfg.compile else self.loss_fn
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        t_start = time.perf_counter()
+        val: dict[str, float] = {}
+        show = self.progress and self.rank == 0
+        while self.epoch < cfg.epochs:
+            model.train()
+            batches = epoch_batches(
+                n, cfg.batch_size, cfg.seed, self.epoch, True, self.rank, self.world
+            )
+            sums: dict[str, torch.Tensor | float] = dict(self._partial)
+            skipped = int(sums.pop("skipped", 0))
+            t0 = time.perf_counter()
+            first = self.step_in_epoch
+            bar = tqdm(
+                total=steps_per_epoch,
+                initial=self.step_in_epoch,
+                desc=f"{self.tag + ' ' if self.tag else ''}epoch {self.epoch + 1}/{cfg.epochs}",
+                disable=not show,
+                leave=False,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+            for i in range(self.step_in_epoch, steps_per_epoch):
+                idx = batches[i]
+                x = to_float(train.x[idx])
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                lr = lr_at(cfg, self.step, total_steps)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+                with autocast(cfg.amp):
+                    loss, logs = loss_fn(Batch(x, train.y[idx]))
+                if not torch.isfinite(loss):
+                    if cfg.on_nan == "stop":
+                        where = f" in {self.out_dir}" if self.out_dir else ""
+                        raise TrainingDiverged(
+                            f"loss became {loss.item()} at step {self.step} (epoch {self.epoch + 1}); "
+                            f"the last good checkpoint{where} is kept; lower train.lr, "
+                            "set train.grad_clip, or set train.on_nan=skip"
+                        )
+                    skipped += 1
+                    self.optimizer.zero_grad(set_to_none=True)
+                else:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+                    self.optimizer.step()
+                    for k, v in {"loss": loss, **logs}.items():
+                        v = v.detach() if isinstance(v, torch.Tensor) else v
+                        sums[k] = sums.get(k, 0.0) + v
+                self.step += 1
+                self.step_in_epoch = i + 1
+                if show and (i % 25 == 0 or i == steps_per_epoch - 1):
+                    bar.set_postfix(loss=f"{_as_float(loss):.4g}", refresh=False)
+                bar.update(1)
+                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and i + 1 < steps_per_epoch:
+                    self._partial = {k: _as_float(v) for k, v in sums.items()}
+                    self._partial["skipped"] = float(skipped)
+                    self.checkpoint()
+            bar.close()
+            done = steps_per_epoch - skipped
+            train_logs = {k: _as_float(v) / max(1, done) for k, v in sums.items()}
+            seconds = time.perf_counter() - t0
+            val = self.validate(data)
+            row: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.step}
+            if self.tag:
+                row["phase"] = self.tag
+            row["lr"] = lr_at(cfg, max(0, self.step - 1), total_steps)
+            row.update({f"train_{k}": v for k, v in train_logs.items()})
+            row.update({f"val_{k}": v for k, v in val.items()})
+            if skipped:
+                row["skipped_batches"] = skipped
+            row["seconds"] = seconds
+            row["images_per_s"] = (steps_per_epoch - first) * cfg.batch_size / max(seconds, 1e-9)
+            self.history.append(row)
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self._partial = {}
+            if self.rank == 0:
+                if show:
+                    shown = ", ".join(
+                        f"{k} {v:.4g}" for k, v in row.items() if k.startswith("val_")
+                    )
+                    print(
+                        f"{self.tag + ' ' if self.tag else ''}epoch {row['epoch']}/{cfg.epochs}: "
+                        f"train_loss {train_logs.get('loss', float('nan')):.4g}, {shown}",
+                        file=sys.stderr,
+                    )
+                if self.out_dir is not None:
+                    write_metrics(self.out_dir / "metrics.csv", self.history)
+                    self._log_tensorboard(row)
+                    if val.get("loss", math.inf) < self.best_val:
+                        self.best_val = val["loss"]
+                        save_model(self.out_dir / BEST, model, self.metadata)
+            self.checkpoint()
+        if self._tb:
+            self._tb.close()
+        if self.out_dir is not None and self.rank == 0 and not (self.out_dir / MODEL).exists():
+            self.checkpoint()
+        return FitResult(
+            steps=self.step,
+            epochs=self.epoch,
+            best_val_loss=self.best_val,
+            final=val,
+            history=self.history,
+            seconds=time.perf_counter() - t_start,
+        )
+
+    def validate(self, data: Dataset) -> dict[str, float]:
+        if len(data.val) == 0:
+            return {}
+        return evaluate_loss(
+            self.model,
+            data.val,
+            batch_size=max(self.cfg.batch_size, 256),
+            amp=self.cfg.amp,
+            channels_last=self.cfg.channels_last,
+            loss_fn=self.loss_fn,
+        )

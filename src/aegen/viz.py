@@ -1,0 +1,171 @@
+"""Pictures: image grids (Pillow) and plots (matplotlib, imported only when drawing).
+
+Every function writes its file atomically and returns the path.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .files import atomic_write_bytes
+
+__all__ = [
+    "figure",
+    "image_grid",
+    "plot_curves",
+    "save_figure",
+    "save_grid",
+    "save_image",
+    "save_recon_grid",
+    "scatter_2d",
+]
+
+
+def _to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(N, 1, H, W) or (N, H, W), float in [0, 1] or uint8 → uint8 (N, H, W)."""
+    a = (
+        images.detach().float().cpu().numpy()
+        if isinstance(images, torch.Tensor)
+        else np.asarray(images)
+    )
+    if a.ndim == 4:
+        a = a[:, 0]
+    if a.dtype != np.uint8:
+        a = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    return a
+
+
+def image_grid(
+    images: torch.Tensor | np.ndarray,
+    nrow: int = 10,
+    pad: int = 2,
+    scale: int = 2,
+    pad_value: int = 255,
+) -> Image.Image:
+    """Tile N grayscale images into rows of ``nrow``, magnified ``scale`` times."""
+    a = _to_uint8(images)
+    n, h, w = a.shape
+    nrow = max(1, min(nrow, n))
+    rows = -(-n // nrow)
+    grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad), pad_value, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        grid[
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + c * (w + pad) : pad + c * (w + pad) + w,
+        ] = a[i]
+    img = Image.fromarray(grid, mode="L")
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
+
+
+def save_image(path: str | os.PathLike, img: Image.Image) -> Path:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def save_grid(
+    path: str | os.PathLike, images: torch.Tensor | np.ndarray, nrow: int = 10, **kw: Any
+) -> Path:
+    """Save a grid of images as PNG."""
+    return save_image(path, image_grid(images, nrow=nrow, **kw))
+
+
+def save_recon_grid(
+    path: str | os.PathLike, originals: torch.Tensor, recons: torch.Tensor, nrow: int = 10
+) -> Path:
+    """Rows of originals, each followed by a row of their reconstructions."""
+    n = originals.shape[0]
+    rows = []
+    for start in range(0, n, nrow):
+        rows.append(originals[start : start + nrow])
+        rows.append(recons[start : start + nrow])
+    return save_grid(path, torch.cat(rows), nrow=nrow)
+
+
+def figure(width: float = 6.0, height: float = 4.0):
+    """A matplotlib figure on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=(width, height), dpi=100)
+
+
+def save_figure(fig: Any, path: str | os.PathLike) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def scatter_2d(
+    path: str | os.PathLike,
+    points: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    classes: Sequence[str],
+    title: str = "",
+    xlabel: str = "z1",
+    ylabel: str = "z2",
+) -> Path:
+    """Scatter of 2-D points coloured by class, with a legend of class names."""
+    p = np.asarray(
+        points.detach().cpu() if isinstance(points, torch.Tensor) else points, dtype=np.float64
+    )
+    y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    fig = figure(7, 6)
+    ax = fig.add_subplot(111)
+    cmap = __import__("matplotlib").colormaps["tab10"]
+    for c, name in enumerate(classes):
+        sel = y == c
+        if sel.any():
+            ax.scatter(p[sel, 0], p[sel, 1], s=4, alpha=0.6, color=cmap(c % 10), label=name)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(markerscale=4, fontsize=8, loc="best")
+    return save_figure(fig, path)
+
+
+def plot_curves(
+    path: str | os.PathLike,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    x: str = "epoch",
+    title: str = "",
+    logy: bool = False,
+) -> Path:
+    """Line plot of ``keys`` against ``x`` from metrics rows (strings or numbers)."""
+    fig = figure(6, 4)
+    ax = fig.add_subplot(111)
+    xs = list(range(1, len(rows) + 1)) if x == "index" else None
+    for k in keys:
+        pts = [
+            (i + 1 if xs else float(r[x]), float(r[k]))
+            for i, r in enumerate(rows)
+            if r.get(k) not in (None, "")
+        ]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=k)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)

@@ -1,0 +1,87 @@
+"""Shared fixtures: small deterministic data, a CLI runner, and one-line-error checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+import aegen
+from aegen.cli import main as cli_main
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """The built-in synthetic data set (6000 train / 1000 test, 10 shape classes)."""
+    return aegen.load_data("synthetic", val_size=500)
+
+
+@pytest.fixture(scope="session")
+def small_synthetic():
+    """A 1200-image slice of it, for runs that only need to work, not to learn much."""
+    return aegen.load_data("synthetic", val_size=200, limit=1200)
+
+
+@pytest.fixture(scope="session")
+def fashion_small():
+    """The first 6000 training and 6000 test images of the real Fashion-MNIST."""
+    return aegen.load_data("fashion-mnist", val_size=1000, limit=6000)
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def err_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in-process: ``cli("train", "ae-mlp", ...)`` → CliResult."""
+
+    def run(*argv: str) -> CliResult:
+        try:
+            code = cli_main([str(a) for a in argv])
+        except SystemExit as e:  # argparse exits on bad arguments
+            code = int(e.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_cli_subprocess(*argv: str, cwd: Path | None = None, timeout: float = 300) -> CliResult:
+    """Run ``python -m aegen`` in a real process (for tracebacks, signals, exit codes)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    p = subprocess.run(
+        [sys.executable, "-m", "aegen", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+    return CliResult(p.returncode, p.stdout, p.stderr)
+
+
+def assert_user_error(result: CliResult, *fragments: str) -> None:
+    """Exit 2, exactly one stderr line, starting with 'error:', mentioning each fragment."""
+    assert result.code == 2, (result.code, result.err)
+    lines = result.err_lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines
+    assert "Traceback" not in result.err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])

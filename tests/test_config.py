@@ -1,0 +1,88 @@
+import math
+
+import pytest
+
+from aegen.config import DataConfig, TrainConfig, apply_overrides, from_dict, to_dict
+from aegen.errors import ConfigError
+from aegen.models.ae import AEConvConfig, AEMLPConfig
+from aegen.runs import make_run_config
+
+
+def test_unknown_key_names_the_allowed_ones():
+    with pytest.raises(ConfigError) as e:
+        from_dict(AEMLPConfig, {"code_dimm": 3}, "model")
+    msg = str(e.value)
+    assert "model.code_dimm" in msg and "model.code_dim" in msg and "model.hidden" in msg
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"code_dim": "two"}, "expected an integer"),
+        ({"code_dim": 0}, "at least 1"),
+        ({"code_dim": True}, "expected an integer"),
+        ({"noise": "salt"}, "choose one of"),
+        ({"noise_level": "nan"}, "finite"),
+        ({"noise_level": -0.1}, ">= 0"),
+        ({"hidden": "512,x"}, "expected an integer"),
+        ({"recon_loss": "bce", "output": "linear"}, "sigmoid"),
+    ],
+)
+def test_bad_values_are_refused(values, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        from_dict(AEMLPConfig, values, "model")
+
+
+def test_values_are_coerced_from_strings():
+    cfg = from_dict(
+        AEMLPConfig, {"hidden": "64, 32", "code_dim": "3", "tied": "true", "noise_level": "0.5"}
+    )
+    assert (
+        cfg.hidden == (64, 32) and cfg.code_dim == 3 and cfg.tied is True and cfg.noise_level == 0.5
+    )
+
+
+def test_round_trip_through_dict():
+    cfg = AEConvConfig(channels=(8, 16), code_dim=5)
+    assert from_dict(AEConvConfig, to_dict(cfg)) == cfg
+
+
+def test_overrides_reach_every_section():
+    run = make_run_config("ae-mlp", data="synthetic", epochs=3)
+    run = apply_overrides(
+        run, ["model.code_dim=2", "train.lr=3e-4", "data.val_size=10", "data.data_dir=none"]
+    )
+    assert run.model_config.code_dim == 2
+    assert math.isclose(run.train.lr, 3e-4)
+    assert run.train.epochs == 3
+    assert run.data.val_size == 10 and run.data.data_dir is None and run.data.name == "synthetic"
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("model.nope=1", "unknown config key model.nope"),
+        ("optim.lr=1", "keys look like"),
+        ("train.batch_size=0", "at least 1"),
+        ("train.lr=-1", "positive"),
+        ("train.lr=inf", "finite"),
+        ("train.epochs=1.5", "integer"),
+        ("noequals", "key=value"),
+    ],
+)
+def test_bad_overrides(override, fragment):
+    run = make_run_config("ae-mlp")
+    with pytest.raises(ConfigError, match=fragment):
+        apply_overrides(run, [override])
+
+
+def test_train_and_data_defaults_validate():
+    TrainConfig().validate()
+    DataConfig().validate()
+    with pytest.raises(ConfigError):
+        from_dict(TrainConfig, {"schedule": "linear"})
+
+
+def test_unknown_model_lists_known_ones():
+    with pytest.raises(ConfigError, match="ae-conv"):
+        make_run_config("ae-nope")
