@@ -16,6 +16,7 @@ others when one exits) and the launcher prints the first failing rank's one
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,9 +58,30 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its parent (torchrun's agent) dies.
+
+    torchrun starts workers in sessions of their own, so killing the agent (or the
+    launcher above it) would otherwise leave them training as orphans.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent is already gone
+            os.kill(os.getpid(), signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def setup(device: str = "auto") -> Context:
     """Join torchrun's process group if launched by it; else a one-process context."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        _die_with_parent()
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local_rank)
