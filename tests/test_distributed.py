@@ -94,7 +94,7 @@ def test_resume_with_another_process_count_is_refused(tmp_path):
 
 
 def test_an_error_on_one_rank_ends_all_with_its_message(tmp_path, monkeypatch):
-    monkeypatch.setenv("AEGEN_PLUGINS", "ddp_plugin")
+    monkeypatch.setenv("AEGEN_PLUGINS", "plugin_models")
     monkeypatch.setenv(
         "PYTHONPATH", f"{Path(__file__).parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     )

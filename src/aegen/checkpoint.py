@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +205,9 @@ def read_train_state(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not p.is_file():
         raise CheckpointError(f"{d}: nothing to resume (no {TRAIN_STATE})")
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickles before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to unpickle safely is a bad file
         raise CheckpointError(f"{p}: not a loadable training state ({type(e).__name__})") from None
     if not isinstance(state, dict) or "weights_sha256" not in state:

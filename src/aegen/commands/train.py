@@ -66,6 +66,25 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        given = [
+            f
+            for f, v in (
+                ("--set", args.set),
+                ("--epochs", args.epochs),
+                ("--batch-size", args.batch_size),
+                ("--seed", args.seed),
+                ("--limit", args.limit),
+                ("--data", args.data),
+                ("--data-dir", args.data_dir),
+                ("--phased", args.phased),
+            )
+            if v
+        ]
+        if given:
+            raise UserError(
+                f"--resume continues the run with its own config.json; drop {', '.join(given)}"
+            )
     overrides = [*args.set, *([f"train.device={args.device}"] if args.device else [])]
     run_cfg = make_run_config(
         args.model,

@@ -1,4 +1,4 @@
-"""A model for the distributed tests: it fails with a user error on rank 1 only."""
+"""Models that misbehave on purpose, registered through AEGEN_PLUGINS by tests that run the CLI."""
 
 from dataclasses import dataclass
 
@@ -29,3 +29,25 @@ class FailsOnRank1(AEMLP):
         ):
             raise UserError("rank 1 found something wrong at its third step")
         return super().loss(batch)
+
+
+@dataclass
+class NaNConfig(AEMLPConfig):
+    nan_at_call: int = 5
+
+
+@register("test-nan-at-step", NaNConfig)
+class NaNAtStep(AEMLP):
+    """Its training loss becomes NaN on the n-th training call."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.calls = 0
+
+    def loss(self, batch):
+        loss, logs = super().loss(batch)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.config.nan_at_call:
+                loss = loss * float("nan")
+        return loss, logs
