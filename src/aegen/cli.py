@@ -25,6 +25,7 @@ COMMANDS = [
     "reconstruct",
     "info",
     "demo",
+    "primer",
 ]
 
 
