@@ -27,6 +27,7 @@ COMMANDS = [
     "reconstruct",
     "info",
     "demo",
+    "primer",
 ]
 
 
