@@ -25,6 +25,10 @@ COMMANDS = [
     "reconstruct",
     "info",
     "demo",
+    "encode",
+    "train-prior",
+    "generate",
+    "pipeline",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Multi-step jobs over directories, each composed of training and evaluation steps."""
