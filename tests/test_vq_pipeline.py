@@ -246,3 +246,12 @@ def test_pipeline_killed_in_stage_3_resumes_exactly(done, tmp_path, monkeypatch,
     resumed, full = load_file(out / "prior" / MODEL), load_file(done[0] / "prior" / MODEL)
     assert all(torch.equal(resumed[k], v) for k, v in full.items())
     assert (out / "samples" / "samples.png").is_file()
+
+
+def test_pipeline_checks_every_setting_before_writing(tmp_path, cli):
+    out = tmp_path / "never"
+    args = ["pipeline", "vqvae", "--data", "synthetic", "--out", out]
+    assert_user_error(cli(*args, "--set", "prior.model.foo=1"), "model.foo")
+    assert_user_error(cli(*args, "--set", "vqvae.model.num_codes=1"), "num_codes")
+    assert_user_error(cli(*args, "--set", "size=3"), "vqvae.SECTION.KEY")
+    assert not out.exists()

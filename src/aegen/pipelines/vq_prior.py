@@ -58,6 +58,7 @@ from ..data.loader import to_float
 from ..errors import CheckpointError, ConfigError, DataError, UserError
 from ..eval.metrics import read_metrics_json, update_metrics_json
 from ..files import RunLock, atomic_write_bytes, atomic_write_json, ensure_dir
+from ..models.vqvae import GRID as VQ_GRID
 from ..models.vqvae import check_indices
 from ..quantize import code_usage, entropy_bits
 from ..registry import entry
@@ -298,19 +299,23 @@ def _codes_match(codes_dir: Path, vqvae_dir: Path, data: Dataset) -> bool:
 
 def prior_run_config(
     prior: str,
-    codes: CodeSet,
+    codes: CodeSet | tuple[int, tuple[int, int], int],
     overrides: list[str] | None = None,
     conditional: bool = True,
     **train_args: Any,
 ) -> RunConfig:
-    """The prior's model and train config: the grid from the codes, then its train_defaults,
-    ``train_args`` (epochs=…, batch_size=…, seed=…) and ``model.x``/``train.x`` overrides."""
+    """The prior's model and train config: the grid from the codes (a CodeSet, or
+    (K, (H, W), number of classes)), then its train_defaults, ``train_args``
+    (epochs=…, batch_size=…, seed=…) and ``model.x``/``train.x`` overrides."""
     e = entry(prior, "prior")
+    if isinstance(codes, CodeSet):
+        codes = (codes.num_codes, codes.grid, codes.data.num_classes)
+    k, (h, w), n_classes = codes
     fixed = {
-        "num_codes": codes.num_codes,
-        "height": codes.grid[0],
-        "width": codes.grid[1],
-        "num_classes": codes.data.num_classes if conditional else 0,
+        "num_codes": k,
+        "height": h,
+        "width": w,
+        "num_classes": n_classes if conditional else 0,
     }
     for text in overrides or []:
         key = text.split("=", 1)[0].strip()
@@ -649,6 +654,9 @@ def run_pipeline(
     from ..runs import data_from_config
 
     dataset = data_from_config(vq_run.data)
+    # the prior's settings are checked now, not after an hour of stage 1
+    grid = (vq_run.model_config.num_codes, VQ_GRID, dataset.num_classes)
+    prior_run_config(prior, grid, prior_over, conditional, epochs=prior_epochs, seed=seed)
     ensure_dir(out)
     dirs = {s: out / s for s in ("vqvae", "codes", "prior", "samples")}
     summary: dict[str, Any] = {"dir": str(out)}
