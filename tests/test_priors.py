@@ -141,3 +141,15 @@ def test_label_errors(name):
         _prior(name).sample(2, label=1)
     with pytest.raises(UserError, match="not a class"):
         _prior(name, num_classes=3).sample(2, label=3)
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_default_configs_see_the_whole_past_of_a_7x7_grid(name):
+    """With the shipped defaults (K = 256, 7×7), the last position depends on every other one."""
+    torch.manual_seed(0)
+    prior = aegen.build(name, num_codes=256, num_classes=10).eval()
+    codes = torch.randint(256, (1, 7, 7), generator=torch.Generator().manual_seed(0))
+    emb = prior.embed(codes).detach().requires_grad_(True)
+    prior.logits_from(emb, torch.tensor([4])).flatten(2)[0, :, 48].pow(2).sum().backward()
+    g = emb.grad[0].abs().sum(-1).flatten()
+    assert torch.all(g[:48] > 0) and g[48] == 0, g

@@ -116,7 +116,7 @@ def test_ema_moves_codes_to_the_mean_of_their_vectors():
 
 def test_dead_codes_restart_on_encoder_outputs():
     torch.manual_seed(0)
-    vq = VectorQuantizer(num_codes=8, dim=2, ema=False, kmeans_init=False, decay=0.5)
+    vq = VectorQuantizer(num_codes=8, dim=2, ema=False, kmeans_init=False, usage_decay=0.5)
     vq.codebook.data.copy_(torch.randn(8, 2))
     vq.codebook.data[5] = 1e3  # far from everything: never chosen
     z = torch.randn(1, 2, 8, 8)

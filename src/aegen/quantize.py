@@ -157,7 +157,8 @@ class VectorQuantizer(nn.Module):
     - dead-code restarts (``restart_threshold`` > 0): each code's usage is an
       EMA (decay ``usage_decay``, short: a code the encoder has left behind is
       noticed within a few dozen steps) of how many vectors per batch picked it;
-      codes whose usage falls below the threshold are moved onto randomly chosen encoder vectors of the current
+      codes whose usage falls below ``restart_threshold`` times the mean usage
+      (vectors per batch / K) are moved onto randomly chosen encoder vectors of the current
       batch (the most recent outputs there are, and no extra state to resume).
 
     The codebook is always called ``codebook`` in the state dict, with or without EMA.
@@ -173,7 +174,7 @@ class VectorQuantizer(nn.Module):
         eps: float = 1e-5,
         kmeans_init: bool = True,
         kmeans_iters: int = 10,
-        restart_threshold: float = 1.0,
+        restart_threshold: float = 0.05,
         usage_decay: float = 0.9,
     ):
         super().__init__()
@@ -256,8 +257,9 @@ class VectorQuantizer(nn.Module):
     def _update(self, flat: torch.Tensor, idx: torch.Tensor) -> None:
         """EMA codebook step and dead-code restarts, from this batch's assignments."""
         counts = torch.bincount(idx, minlength=self.num_codes).to(flat.dtype)  # (K,)
-        if self.usage.sum() == 0:  # no k-means init: every code starts at the threshold
-            self.usage.fill_(self.restart_threshold)
+        mean = flat.shape[0] / self.num_codes  # vectors per code if all were used equally
+        if self.usage.sum() == 0:  # no k-means init: every code starts at the mean
+            self.usage.fill_(mean)
         self.usage.mul_(self.usage_decay).add_(counts, alpha=1 - self.usage_decay)
         if self.ema:
             sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat)  # (K, D)
@@ -267,12 +269,12 @@ class VectorQuantizer(nn.Module):
             smoothed = (self.ema_count + self.eps) / (n + self.num_codes * self.eps) * n
             self.codebook.data.copy_(self.ema_sum / smoothed[:, None])
         if self.restart_threshold > 0:
-            dead = (self.usage < self.restart_threshold).nonzero().squeeze(1)
+            dead = (self.usage < self.restart_threshold * mean).nonzero().squeeze(1)
             if dead.numel():
                 pick = torch.randint(flat.shape[0], (dead.numel(),))
                 fresh = flat[pick]  # (n_dead, D): recent encoder outputs
                 self.codebook.data[dead] = fresh
-                self.usage[dead] = self.restart_threshold + 1.0  # a few batches to prove itself
+                self.usage[dead] = mean  # a few dozen batches to prove itself
                 if self.ema:
                     self.ema_count[dead] = 1.0
                     self.ema_sum[dead] = fresh

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     load(args.run_dir, family="vqvae")  # the right kind of run before loading any data
     data = data_for_run(args.run_dir, args)
-    meta = encode_run(args.run_dir, args.out, data=data, quiet=args.quiet)
+    meta = encode_run(args.run_dir, args.out, data=data, quiet=True)
     print(
         f"{args.out}: {meta['K']} codes on a {meta['H']}×{meta['W']} grid; test set uses "
         f"{meta['test_codes_used']} (perplexity {meta['test_perplexity']:.1f}, unigram entropy "

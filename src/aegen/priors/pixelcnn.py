@@ -38,9 +38,9 @@ __all__ = ["MaskedConv2d", "PixelCNNPrior", "PixelCNNConfig"]
 
 @dataclass
 class PixelCNNConfig(PriorConfig):
-    channels: int = 96
+    channels: int = 64
     layers: int = 5  # gated layers after the first (type A) one
-    kernel: int = 5  # odd; the vertical stack reaches kernel//2 columns each way per layer
+    kernel: int = 3  # odd; each layer reaches kernel//2 further up, left and right
     out_hidden: int = 256
 
     def validate(self) -> None:
@@ -119,7 +119,7 @@ class GatedLayer(nn.Module):
 class PixelCNNPrior(Prior):
     """Gated PixelCNN: embedding, one type-A layer, ``layers`` type-B layers, a 1×1 head."""
 
-    train_defaults = {"epochs": 20, "batch_size": 128, "lr": 1e-3}
+    train_defaults = {"epochs": 2, "batch_size": 128, "lr": 1e-3}
 
     def __init__(self, config: PixelCNNConfig):
         super().__init__(config)

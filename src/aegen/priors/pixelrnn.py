@@ -51,7 +51,7 @@ class PixelRNNConfig(PriorConfig):
 class PixelRNNPrior(Prior):
     """Raster-scan LSTM prior (see the module docstring for why not the Row LSTM)."""
 
-    train_defaults = {"epochs": 20, "batch_size": 128, "lr": 2e-3}
+    train_defaults = {"epochs": 2, "batch_size": 128, "lr": 2e-3}
 
     def __init__(self, config: PixelRNNConfig):
         super().__init__(config)
