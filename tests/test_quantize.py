@@ -190,3 +190,16 @@ def test_vqvae_refuses_bad_codes(vqvae):
         vqvae.decode_indices(torch.zeros(2, 6, 7, dtype=torch.long))
     with pytest.raises(DataError, match="integers"):
         vqvae.decode_indices(torch.zeros(2, 7, 7))
+
+
+def test_ema_without_kmeans_keeps_unused_codes_where_they_were():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(num_codes=16, dim=4, ema=True, kmeans_init=False, restart_threshold=0)
+    start = vq.codebook.detach().clone()
+    vq.train()
+    for _ in range(5):
+        out = vq(torch.randn(2, 4, 3, 3) + 5.0)  # far from the codes: few of them win
+    unused = torch.ones(16, dtype=torch.bool)
+    unused[out.indices.unique()] = False
+    assert torch.isfinite(vq.codebook).all()
+    assert torch.allclose(vq.codebook.detach()[unused], start[unused], atol=1e-4)

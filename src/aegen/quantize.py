@@ -158,8 +158,9 @@ class VectorQuantizer(nn.Module):
       EMA (decay ``usage_decay``, short: a code the encoder has left behind is
       noticed within a few dozen steps) of how many vectors per batch picked it;
       codes whose usage falls below ``restart_threshold`` times the mean usage
-      (vectors per batch / K) are moved onto randomly chosen encoder vectors of the current
-      batch (the most recent outputs there are, and no extra state to resume).
+      (vectors per batch / K) are moved onto randomly chosen encoder vectors of
+      the current batch (the most recent outputs there are, and no extra state
+      to resume).
 
     The codebook is always called ``codebook`` in the state dict, with or without EMA.
     """
@@ -189,7 +190,8 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
         self.register_buffer("usage", torch.zeros(num_codes))  # EMA of vectors per batch
         if ema:
-            self.register_buffer("ema_count", torch.zeros(num_codes))
+            # count 1 and sum = the initial code: the EMA starts at the initial codebook
+            self.register_buffer("ema_count", torch.ones(num_codes))
             self.register_buffer("ema_sum", init.clone())
 
     # ------------------------------------------------------------------ lookups
