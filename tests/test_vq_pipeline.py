@@ -162,6 +162,8 @@ def test_a_prior_of_another_vqvae_is_refused(done, tmp_path, cli):
     save_model(other / MODEL, vq)
     r = cli("generate", out / "prior", "--vqvae", other, "--n", "2", "--out", tmp_path / "s.png")
     assert_user_error(r, "another VQ-VAE")
+    r = cli("generate", out / "prior", "--vqvae", out / "prior", "--out", tmp_path / "s.png")
+    assert_user_error(r, "needs a vqvae run")
     assert not (tmp_path / "s.png").exists()
 
 

@@ -449,7 +449,9 @@ def prior_matches_vqvae(prior_dir: str | os.PathLike, vqvae_dir: str | os.PathLi
     cfg = load_config(prior_dir)
     if cfg.get("family") != "prior" or "codes" not in cfg:
         raise CheckpointError(f"{prior_dir}: not a prior run (train one with 'aegen train-prior')")
-    load_config(vqvae_dir)
+    family = load_config(vqvae_dir).get("family")
+    if family not in (None, "vqvae"):
+        raise CheckpointError(f"{vqvae_dir}: is a {family} run; this needs a vqvae run")
     if not (vqvae_dir / MODEL).is_file():
         raise CheckpointError(f"{vqvae_dir}: no {MODEL}")
     want, have = cfg["codes"].get("vqvae_weights_sha256"), _sha256(vqvae_dir / MODEL)
