@@ -28,6 +28,10 @@ COMMANDS = [
     "info",
     "demo",
     "primer",
+    "encode",
+    "train-prior",
+    "generate",
+    "pipeline",
 ]
 
 

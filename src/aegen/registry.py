@@ -37,7 +37,13 @@ _REGISTRY: dict[str, Entry] = {}
 
 # Modules whose import registers their classes; imported lazily on first lookup so
 # `import aegen` stays cheap and a broken optional module cannot hide the others.
-_MODULES = ("aegen.models.ae",)
+_MODULES = (
+    "aegen.models.ae",
+    "aegen.models.vqvae",
+    "aegen.priors.pixelcnn",
+    "aegen.priors.pixelrnn",
+    "aegen.priors.transformer",
+)
 
 
 def register(name: str, config_cls: type, kind: str = "model"):
