@@ -25,6 +25,9 @@ COMMANDS = [
     "reconstruct",
     "info",
     "demo",
+    "features",
+    "eval",
+    "report",
 ]
 
 
