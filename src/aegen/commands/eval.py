@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..checkpoint import load_config
 from ..cli import nonneg_int, positive_float, positive_int
-from ..eval.evaluate import EvalOptions, evaluate_run
+from ..eval.evaluate import SECTIONS, EvalOptions, evaluate_run
 from ..eval.features import default_features_dir, load_features
 from ..eval.metrics import METRICS_JSON, update_metrics_json
 from ..files import ensure_dir, ensure_writable_file
@@ -42,6 +42,12 @@ def add_parser(sub) -> None:
         help="samples to draw and test images to compare them with: more is slower "
         f"and less noisy (default {EvalOptions.n})",
     )
+    p.add_argument(
+        "--kid-subsets",
+        type=positive_int,
+        default=EvalOptions.kid_subsets,
+        help=f"random subsets KID averages over (default {EvalOptions.kid_subsets})",
+    )
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of every random draw")
     p.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature")
     p.add_argument(
@@ -58,6 +64,13 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--vqvae", default=None, metavar="DIR", help="prior runs: the VQ-VAE run that decodes it"
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=list(SECTIONS),
+        default=None,
+        help="compute only this kind of score (repeatable; default: all the run supports)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -77,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     options = EvalOptions(
         n=args.n,
         seed=args.seed,
+        kid_subsets=args.kid_subsets,
         temperature=args.temperature,
         nll_images=args.nll_images,
         iwae_k=args.iwae_k,
@@ -84,9 +98,11 @@ def run(args: argparse.Namespace) -> int:
     )
     options.check()
     data = data_for_run(d, args)
-    features = _features_for(args, data.name)
+    features = _features_for(args, data.name) if not args.only or "samples" in args.only else None
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    result = evaluate_run(d, data, features, options, progress=not args.quiet, log=log)
+    result = evaluate_run(
+        d, data, features, options, progress=not args.quiet, log=log, only=args.only
+    )
     if result.samples is not None:
         save_grid(ensure_dir(d / "samples") / SCORED_SAMPLES, result.samples)
     update_metrics_json(d, result.sections)

@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ Sampler = Callable[[int, torch.Generator], torch.Tensor]
 SamplerFactory = Callable[[Path, "torch.nn.Module | None", "EvalOptions"], Sampler | None]
 
 _SAMPLER_FACTORIES: dict[str, SamplerFactory] = {}
+
+SECTIONS = ("reconstruction", "samples", "likelihood")
 
 # the smallest --n that makes every sample score defined (k-NN balls need k+1 points)
 MIN_SAMPLES = 10
@@ -187,19 +189,28 @@ def evaluate_run(
     sampler: Sampler | None = None,
     model: torch.nn.Module | None = None,
     log: Callable[[str], None] | None = None,
+    only: Collection[str] | None = None,
 ) -> Evaluation:
     """Score a run and return its ``metrics.json`` sections (nothing is written).
 
-    ``sampler`` and ``model`` replace what would be found in the run directory.
+    ``sampler`` and ``model`` replace what would be found in the run directory;
+    ``only`` limits the work to some of "reconstruction", "samples", "likelihood".
     Raises UserError, before computing anything, when the run samples and no
     feature network is given, or the network was trained on other data.
     """
     options = options or EvalOptions()
     options.check()
+    wanted = set(SECTIONS if only is None else only)
+    if wanted - set(SECTIONS):
+        raise UserError(
+            f"unknown score {sorted(wanted - set(SECTIONS))[0]!r}; choose from {', '.join(SECTIONS)}"
+        )
     d = Path(run_dir)
     t0 = time.perf_counter()
     model = model if model is not None else _load_run_model(d)
-    if sampler is None:
+    if "samples" not in wanted:
+        sampler = None
+    elif sampler is None:
         sampler = sampler_for_run(d, model, options)
     images = data.test.x.dtype == torch.uint8
     if not images:
@@ -219,7 +230,7 @@ def evaluate_run(
     sections: dict[str, Any] = {}
     data_rec = _data_record(data)
 
-    if model is not None and callable(getattr(model, "reconstruct", None)):
+    if "reconstruction" in wanted and callable(getattr(model, "reconstruct", None)):
         say("reconstruction: MSE, PSNR, SSIM")
         rec = reconstruction_metrics(model, data.test, with_ssim=True)
         sections["reconstruction"] = {**rec, "split": "test", "n": len(data.test), "data": data_rec}
@@ -231,7 +242,7 @@ def evaluate_run(
             sampler, data, features, options, progress, say
         )
 
-    if model is not None and callable(getattr(model, "log_likelihood", None)):
+    if "likelihood" in wanted and callable(getattr(model, "log_likelihood", None)):
         sections["likelihood"] = _likelihood(model, data, options, progress, say)
 
     sections["eval"] = {

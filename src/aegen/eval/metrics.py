@@ -76,12 +76,11 @@ def psnr(x: torch.Tensor, y: torch.Tensor, peak: float = 1.0, eps: float = 1e-12
     return 10.0 * torch.log10(peak**2 / mse_per_image(x, y).clamp_min(eps))
 
 
-def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
-    """(1, 1, size, size) normalised Gaussian weights, float64."""
+def _gaussian_taps(size: int, sigma: float) -> torch.Tensor:
+    """(size,) normalised 1-D Gaussian weights, float64."""
     r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(r**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return torch.outer(g, g)[None, None]
+    return g / g.sum()
 
 
 def ssim(
@@ -99,15 +98,17 @@ def ssim(
     11×11) applied where it fits inside the image ("valid"), and the SSIM map is
     averaged over those positions; the same numbers as scikit-image's
     ``structural_similarity(gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False, data_range=1)``.
+    use_sample_covariance=False, data_range=1)``. Float64 throughout.
     """
     x, y = x.double(), y.double()
     if x.ndim == 3:
         x, y = x.unsqueeze(1), y.unsqueeze(1)
-    w = _gaussian_window(win_size, sigma).to(x.device)
+    g = _gaussian_taps(win_size, sigma).to(x.device)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     stacked = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (B, 5, H, W)
-    m = F.conv2d(stacked, w.expand(5, 1, -1, -1), groups=5)  # (B, 5, H-10, W-10)
+    # the 2-D Gaussian is separable: filter the columns, then the rows
+    m = F.conv2d(stacked, g.view(1, 1, -1, 1).expand(5, 1, -1, 1), groups=5)  # (B, 5, H-10, W)
+    m = F.conv2d(m, g.view(1, 1, 1, -1).expand(5, 1, 1, -1), groups=5)  # (B, 5, H-10, W-10)
     mx, my, exx, eyy, exy = m.unbind(1)
     vx, vy, cxy = exx - mx * mx, eyy - my * my, exy - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
