@@ -52,7 +52,7 @@ __all__ = [
 FEATURES_JSON = "features.json"
 MODEL_NAME = "feature-cnn"
 
-# bf16 autocast made a training step about 1.6x faster on this CPU (bench/features_speed.py);
+# bf16 autocast made a training step 1.3-1.6x faster on this CPU (bench/features_speed.py);
 # features for scoring are always computed in float32.
 TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 8, "batch_size": 128, "lr": 2e-3, "amp": "auto"}
 

@@ -60,21 +60,21 @@ class MetricRow:
     key: str
     label: str
     better: str  # "min" or "max"
-    digits: int
+    fmt: str  # format spec of the value
     spread: str | None = None  # key of a ± value shown beside it
 
 
 ROWS: list[MetricRow] = [
-    MetricRow("reconstruction", "mse", "MSE", "min", 5),
-    MetricRow("reconstruction", "psnr", "PSNR (dB)", "max", 2),
-    MetricRow("reconstruction", "ssim", "SSIM", "max", 4),
-    MetricRow("samples", "fid", "FID", "min", 3),
-    MetricRow("samples", "kid_mean", "KID", "min", 5, spread="kid_std"),
-    MetricRow("samples", "precision", "precision", "max", 3),
-    MetricRow("samples", "recall", "recall", "max", 3),
-    MetricRow("likelihood", "nll_nats", "NLL (nats/image)", "min", 2),
-    MetricRow("likelihood", "bits_per_dim", "bits/dim", "min", 4),
-    MetricRow("likelihood", "bits_per_code", "bits/code", "min", 4),
+    MetricRow("reconstruction", "mse", "MSE", "min", ".5f"),
+    MetricRow("reconstruction", "psnr", "PSNR (dB)", "max", ".2f"),
+    MetricRow("reconstruction", "ssim", "SSIM", "max", ".4f"),
+    MetricRow("samples", "fid", "FID", "min", ".3f"),
+    MetricRow("samples", "kid_mean", "KID", "min", ".4g", spread="kid_std"),
+    MetricRow("samples", "precision", "precision", "max", ".3f"),
+    MetricRow("samples", "recall", "recall", "max", ".3f"),
+    MetricRow("likelihood", "nll_nats", "NLL (nats/image)", "min", ".2f"),
+    MetricRow("likelihood", "bits_per_dim", "bits/dim", "min", ".4f"),
+    MetricRow("likelihood", "bits_per_code", "bits/code", "min", ".4f"),
 ]
 
 SECTION_TITLES = {
@@ -200,7 +200,8 @@ def _best(values: list[float | None], better: str) -> set[int]:
     if len(finite) < 2:
         return set()
     target = (min if better == "min" else max)(v for _, v in finite)
-    return {i for i, v in finite if v == target}
+    best = {i for i, v in finite if v == target}
+    return best if len(best) < len(finite) else set()  # a tie of all is no winner
 
 
 @dataclass
@@ -224,10 +225,10 @@ def comparison_table(runs: list[RunSummary]) -> tuple[list[TableRow], list[str]]
             if v is None:
                 cells.append("—")
                 continue
-            text = f"{v:.{row.digits}f}"
+            text = format(v, row.fmt)
             spread = r.metrics[row.section].get(row.spread) if row.spread else None
             if isinstance(spread, (int, float)):
-                text += f" ± {spread:.{row.digits}f}"
+                text += f" ± {format(spread, '.2g')}"
             cells.append(text)
         ok = not problems[row.section]
         rows.append(TableRow(row, cells, _best(values, row.better) if ok else set(), ok))
@@ -306,7 +307,7 @@ def _caption(p: Path) -> str:
 
 
 _CSS = """
-body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em;
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1280px; padding: 0 1em;
        color: #1d1d1f; }
 h1 { margin-bottom: .2em; } .meta { color: #666; margin-top: 0; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -321,8 +322,9 @@ tr.info td, tr.info th { color: #555; font-size: 90%; }
 .warnings { background: #fff4e0; border-left: 4px solid #e69500; padding: .6em 1.2em; }
 section.run { border-top: 2px solid #dde; margin-top: 2em; }
 .figures { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: flex-start; }
-figure { margin: 0; } figure img { max-width: 100%; image-rendering: pixelated; border: 1px solid #eee; }
+figure { margin: 0; max-width: 610px; } figure img { max-width: 100%; image-rendering: pixelated; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 90%; max-width: 560px; }
+p.config { font-family: ui-monospace, monospace; font-size: 85%; color: #333; }
 pre { background: #f6f6fa; padding: .8em; overflow-x: auto; font-size: 85%; }
 """
 
@@ -383,8 +385,8 @@ def render_report(runs: list[RunSummary], title: str = "aegen report", strict: b
     if warnings:
         out.append('<div class="warnings" id="incomparable"><strong>Not compared:</strong><ul>')
         out += [f"<li>{e(w)}</li>" for w in warnings]
-        out.append("</ul>Those rows carry no ★; re-run <code>aegen eval</code> with the same "
-                   "<code>--features</code> and <code>--n</code> to compare them.</div>")  # fmt: skip
+        out.append("</ul>Those rows carry no ★. To compare them, run <code>aegen eval</code> on "
+                   "every run with the same data, <code>--features</code> and <code>--n</code>.</div>")  # fmt: skip
     out.append("</section>")
 
     with tempfile.TemporaryDirectory(prefix="aegen-report-") as tmp:
@@ -401,7 +403,8 @@ def _run_section(run: RunSummary, index: int, tmp: Path) -> list[str]:
         f'<section class="run" id="run-{index + 1}"><h2>{e(run.label)}</h2>',
         f'<p class="meta">{e(str(run.directory))} · {e(str(cfg.get("model", "?")))} '
         f"({e(str(cfg.get('family', '?')))})</p>",
-        "<details><summary>configuration</summary><pre>"
+        f'<p class="config">{e(_config_line(cfg))}</p>',
+        "<details><summary>full configuration</summary><pre>"
         + e(json.dumps(cfg, indent=2))
         + "</pre></details>",
         '<div class="figures">',
@@ -422,6 +425,26 @@ def _run_section(run: RunSummary, index: int, tmp: Path) -> list[str]:
         )
     out.append("</section>")
     return out
+
+
+def _config_line(cfg: dict[str, Any]) -> str:
+    """The settings that tell runs apart, on one line."""
+
+    def flat(d: Any) -> str:
+        if not isinstance(d, dict):
+            return ""
+        return ", ".join(f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in d.items())
+
+    train = cfg.get("train", {}) if isinstance(cfg.get("train"), dict) else {}
+    keys = ("epochs", "batch_size", "lr", "seed")
+    data = cfg.get("data", {}) if isinstance(cfg.get("data"), dict) else {}
+    parts = [
+        f"model: {flat(cfg.get('model_config'))}",
+        "train: " + ", ".join(f"{k}={train[k]}" for k in keys if k in train),
+        f"data: {data.get('name', '?')}"
+        + (f" (first {data['limit']})" if data.get("limit") else ""),
+    ]
+    return " · ".join(p for p in parts if not p.endswith(": "))
 
 
 def _labels(dirs: list[Path]) -> list[str]:
