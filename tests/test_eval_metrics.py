@@ -212,6 +212,10 @@ def _valid():
 def test_metrics_schema_accepts_valid_and_extra_sections():
     assert check_metrics(_valid()) == _valid()
     assert check_metrics({}) == {}
+    prior = {"likelihood": {"bits_per_code": 2.5, "n": 1000, "split": "test"}}  # a VQ prior's
+    assert check_metrics(prior) == prior
+    with pytest.raises(CheckpointError, match="likelihood has none of"):
+        check_metrics({"likelihood": {"n": 3}})
 
 
 @pytest.mark.parametrize(
@@ -222,6 +226,8 @@ def test_metrics_schema_accepts_valid_and_extra_sections():
         ("reconstruction", "split", 3, "reconstruction.split has the wrong type"),
         ("likelihood", "n", True, "likelihood.n has the wrong type"),
         ("samples", "features", {}, "samples.features.sha256 is missing"),
+        ("reconstruction", "ssim", "high", "reconstruction.ssim has the wrong type"),
+        ("likelihood", "bits_per_dim", [1], "likelihood.bits_per_dim has the wrong type"),
     ],
 )
 def test_metrics_schema_names_what_is_wrong(section, key, value, fragment):

@@ -261,7 +261,7 @@ def precision_recall(
 
 # --------------------------------------------------------------------------- metrics.json schema
 
-# section → {key: type}; each section may hold more keys than these.
+# section → {key: type} it must have; OPTIONAL: keys that, when present, must have the type.
 _NUM = (int, float)
 SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "reconstruction": {"mse": _NUM, "psnr": _NUM, "split": str, "n": int},
@@ -277,9 +277,20 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "seed": int,
         "features": dict,
     },
-    "likelihood": {"nll_nats": _NUM, "bits_per_dim": _NUM, "n": int},
+    "likelihood": {"n": int},
     "eval": {"aegen_version": str, "seed": int, "data": dict},
 }
+OPTIONAL: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "reconstruction": {"ssim": _NUM},
+    "likelihood": {"nll_nats": _NUM, "bits_per_dim": _NUM, "bits_per_code": _NUM},
+}
+# a likelihood section says at least one of these (a prior's is in bits per code)
+_LIKELIHOOD_KEYS = ("nll_nats", "bits_per_dim", "bits_per_code")
+
+
+def _check_type(where: str, section: str, key: str, value: Any, kind: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise CheckpointError(f"{where}: {section}.{key} has the wrong type ({value!r})")
 
 
 def check_metrics(metrics: Any, where: str = METRICS_JSON) -> dict[str, Any]:
@@ -300,9 +311,12 @@ def check_metrics(metrics: Any, where: str = METRICS_JSON) -> dict[str, Any]:
         for key, kind in keys.items():
             if key not in body:
                 raise CheckpointError(f"{where}: {section}.{key} is missing")
-            value = body[key]
-            if isinstance(value, bool) or not isinstance(value, kind):
-                raise CheckpointError(f"{where}: {section}.{key} has the wrong type ({value!r})")
+            _check_type(where, section, key, body[key], kind)
+        for key, kind in OPTIONAL.get(section, {}).items():
+            if key in body:
+                _check_type(where, section, key, body[key], kind)
+    if "likelihood" in metrics and not any(k in metrics["likelihood"] for k in _LIKELIHOOD_KEYS):
+        raise CheckpointError(f"{where}: likelihood has none of {', '.join(_LIKELIHOOD_KEYS)}")
     sha = metrics.get("samples", {}).get("features", {}).get("sha256")
     if "samples" in metrics and not isinstance(sha, str):
         raise CheckpointError(f"{where}: samples.features.sha256 is missing")
