@@ -250,6 +250,8 @@ def test_user_errors_leave_metrics_untouched(cli, fake_runs, tiny_features, ae_r
     assert_user_error(cli("eval", run, "--features", other, "--n", "100"), "trained on mnist")
     assert_user_error(cli("eval", tmp_path / "nowhere"), "no such run directory")
     assert_user_error(cli("eval", ae_run, "--only", "everything"), "invalid choice")
+    assert_user_error(cli("eval", ae_run, "--only", "likelihood"), "nothing to score")
+    assert_user_error(cli("eval", tiny_features.directory), "feature-cnn run neither reconstructs")
     after = (run / "metrics.json").read_bytes() if (run / "metrics.json").exists() else None
     assert before == after
     assert not (run / "samples" / "scored_samples.png").exists()

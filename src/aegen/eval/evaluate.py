@@ -226,11 +226,21 @@ def evaluate_run(
                 f"feature network {features.directory} was trained on {features.data_name}, "
                 f"these images are {data.name}; its scores would mean nothing here"
             )
+    reconstructs = "reconstruction" in wanted and callable(getattr(model, "reconstruct", None))
+    has_likelihood = "likelihood" in wanted and callable(getattr(model, "log_likelihood", None))
+    if not (reconstructs or sampler is not None or has_likelihood):
+        what = load_config(d).get("model", "this")
+        offers = (
+            "neither reconstructs, samples nor has a likelihood"
+            if only is None
+            else f"offers none of: {', '.join(sorted(wanted))}"
+        )
+        raise UserError(f"{d}: nothing to score: a {what} run {offers}")
     say = log or (lambda _msg: None)
     sections: dict[str, Any] = {}
     data_rec = _data_record(data)
 
-    if "reconstruction" in wanted and callable(getattr(model, "reconstruct", None)):
+    if reconstructs:
         say("reconstruction: MSE, PSNR, SSIM")
         rec = reconstruction_metrics(model, data.test, with_ssim=True)
         sections["reconstruction"] = {**rec, "split": "test", "n": len(data.test), "data": data_rec}
@@ -242,7 +252,7 @@ def evaluate_run(
             sampler, data, features, options, progress, say
         )
 
-    if "likelihood" in wanted and callable(getattr(model, "log_likelihood", None)):
+    if has_likelihood:
         sections["likelihood"] = _likelihood(model, data, options, progress, say)
 
     sections["eval"] = {
