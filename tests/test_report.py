@@ -5,6 +5,7 @@ import io
 import json
 import shutil
 from html.parser import HTMLParser
+from pathlib import Path
 
 import fakes
 import pytest
@@ -14,7 +15,13 @@ from PIL import Image
 
 from aegen.eval.evaluate import EvalOptions, evaluate_run
 from aegen.eval.metrics import update_metrics_json
-from aegen.eval.report import IncomparableScores, build_report, write_report
+from aegen.eval.report import (
+    IncomparableScores,
+    RunSummary,
+    build_report,
+    comparison_table,
+    write_report,
+)
 from aegen.registry import available
 from aegen.runs import finish_run, make_run_config, train_run
 from aegen.viz import save_grid
@@ -135,6 +142,32 @@ def test_scores_from_different_feature_networks_are_flagged_or_refused(runs, tmp
     out = tmp_path / "r.html"
     assert_user_error(cli("report", a, b, "--out", out, "--strict"), "different feature networks")
     assert not out.exists()
+
+
+def _summary(label, likelihood):
+    return RunSummary(Path(label), label, {"model": label}, {"likelihood": likelihood}, [])
+
+
+def test_comparability_is_judged_per_row():
+    vae = _summary(
+        "vae", {"nll_nats": 90.0, "bits_per_dim": 0.166, "n": 1000, "importance_samples": 100}
+    )
+    prior = _summary("prior", {"bits_per_code": 2.0, "n": 5000})  # other rows: never compared
+    better = _summary(
+        "vae2", {"nll_nats": 80.0, "bits_per_dim": 0.147, "n": 1000, "importance_samples": 100}
+    )
+    rows, warnings = comparison_table([vae, prior, better])
+    assert warnings == []
+    nll = next(r for r in rows if r.row.key == "nll_nats")
+    assert nll.best == {2} and nll.cells[1] == "—"
+    rough = _summary(
+        "vae3", {"nll_nats": 70.0, "bits_per_dim": 0.129, "n": 1000, "importance_samples": 5}
+    )
+    rows, warnings = comparison_table([vae, rough])
+    assert all(not r.best and not r.comparable for r in rows)
+    assert warnings == [
+        "Likelihood of the test images: different numbers of importance samples (100: vae; 5: vae3)"
+    ]
 
 
 def test_report_user_errors(runs, tmp_path, cli):

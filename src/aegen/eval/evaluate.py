@@ -221,6 +221,10 @@ def evaluate_run(
                 f"{d}: this model samples, and FID/KID need a feature network; train one with "
                 f"'aegen features train --data {data.name}' or pass --features DIR"
             )
+        if len(data.test) <= options.k:
+            raise UserError(
+                f"{data.name}: only {len(data.test)} test images; sample scores need more than {options.k}"
+            )
         if features.data_name and features.data_name != data.name:
             raise UserError(
                 f"feature network {features.directory} was trained on {features.data_name}, "
@@ -274,10 +278,6 @@ def _sample_scores(
     say: Callable[[str], None],
 ) -> tuple[dict[str, Any], torch.Tensor]:
     n_real = min(options.n, len(data.test))
-    if n_real <= options.k:
-        raise UserError(
-            f"{data.name}: only {n_real} test images; sample scores need more than {options.k}"
-        )
     say(f"samples: {options.n} drawn, compared with {n_real} test images on domain features")
     fake_images = draw_samples(sampler, options.n, options.seed, options.batch_size, progress)
     if n_real < len(data.test):

@@ -213,9 +213,12 @@ class TableRow:
 
 
 def comparison_table(runs: list[RunSummary]) -> tuple[list[TableRow], list[str]]:
-    """The rows of the metrics table (only those some run has) and the warnings under it."""
-    problems = {s: comparison_problems(runs, s) for s in SECTION_TITLES}
-    rows = []
+    """The rows of the metrics table (only those some run has) and the warnings under it.
+
+    Comparability is judged per row, among the runs that have a value in it: a
+    VAE's nats and a prior's bits/code sit in different rows and never clash.
+    """
+    rows, warnings = [], []
     for row in ROWS:
         values = [_value(r, row) for r in runs]
         if all(v is None for v in values):
@@ -230,9 +233,12 @@ def comparison_table(runs: list[RunSummary]) -> tuple[list[TableRow], list[str]]
             if isinstance(spread, (int, float)):
                 text += f" ± {format(spread, '.2g')}"
             cells.append(text)
-        ok = not problems[row.section]
-        rows.append(TableRow(row, cells, _best(values, row.better) if ok else set(), ok))
-    warnings = [p for s in SECTION_TITLES for p in problems[s]]
+        having = [r for r, v in zip(runs, values, strict=True) if v is not None]
+        problems = comparison_problems(having, row.section)
+        warnings += [p for p in problems if p not in warnings]
+        rows.append(
+            TableRow(row, cells, set() if problems else _best(values, row.better), not problems)
+        )
     return rows, warnings
 
 
