@@ -32,6 +32,9 @@ COMMANDS = [
     "train-prior",
     "generate",
     "pipeline",
+    "features",
+    "eval",
+    "report",
 ]
 
 
