@@ -35,6 +35,7 @@ COMMANDS = [
     "features",
     "eval",
     "report",
+    "bench",
 ]
 
 

@@ -337,25 +337,29 @@ pre { background: #f6f6fa; padding: .8em; overflow-x: auto; font-size: 85%; }
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
-def render_report(runs: list[RunSummary], title: str = "aegen report", strict: bool = False) -> str:
-    """The whole page as one string."""
-    if not runs:
-        raise UserError("give at least one run directory")
-    rows, warnings = comparison_table(runs)
-    if strict and warnings:
-        raise IncomparableScores("scores not comparable: " + "; ".join(warnings))
+def page_head(title: str, meta: str) -> list[str]:
+    """The page's head (the CSP, the style) and its title; ``meta`` is HTML."""
     e = html.escape
-    out = [
+    return [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
-        f'<p class="meta">{len(runs)} run{"s" if len(runs) != 1 else ""} · aegen {e(__version__)} · '
-        "★ marks the best value of a row among scores that measure the same thing</p>",
-        '<section id="comparison"><h2>Scores</h2>',
-        '<table id="metrics"><thead><tr><th>score</th><th class="better">better</th>',
+        f'<p class="meta">{meta}</p>',
     ]
+
+
+def scores_html(
+    runs: list[RunSummary], strict: bool = False, table_id: str = "metrics"
+) -> list[str]:
+    """The table of the runs' scores side by side, the best of each comparable row marked,
+    followed by the box that says which rows were not compared and why."""
+    rows, warnings = comparison_table(runs)
+    if strict and warnings:
+        raise IncomparableScores("scores not comparable: " + "; ".join(warnings))
+    e = html.escape
+    out = [f'<table id="{table_id}"><thead><tr><th>score</th><th class="better">better</th>']
     out += [f'<th scope="col">{e(r.label)}</th>' for r in runs]
     out.append("</tr></thead><tbody>")
     section = None
@@ -389,24 +393,41 @@ def render_report(runs: list[RunSummary], title: str = "aegen report", strict: b
             out.append("</tr>")
     out.append("</tbody></table>")
     if warnings:
-        out.append('<div class="warnings" id="incomparable"><strong>Not compared:</strong><ul>')
+        box_id = "incomparable" if table_id == "metrics" else f"{table_id}-incomparable"
+        out.append(f'<div class="warnings" id="{box_id}"><strong>Not compared:</strong><ul>')
         out += [f"<li>{e(w)}</li>" for w in warnings]
         out.append("</ul>Those rows carry no ★. To compare them, run <code>aegen eval</code> on "
                    "every run with the same data, <code>--features</code> and <code>--n</code>.</div>")  # fmt: skip
+    return out
+
+
+def render_report(runs: list[RunSummary], title: str = "aegen report", strict: bool = False) -> str:
+    """The whole page as one string."""
+    if not runs:
+        raise UserError("give at least one run directory")
+    e = html.escape
+    meta = (
+        f"{len(runs)} run{'s' if len(runs) != 1 else ''} · aegen {e(__version__)} · "
+        "★ marks the best value of a row among scores that measure the same thing"
+    )
+    out = page_head(title, meta)
+    out.append('<section id="comparison"><h2>Scores</h2>')
+    out += scores_html(runs, strict)
     out.append("</section>")
 
     with tempfile.TemporaryDirectory(prefix="aegen-report-") as tmp:
         for i, run in enumerate(runs):
-            out += _run_section(run, i, Path(tmp))
+            out += run_section(run, i, Path(tmp))
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
 
-def _run_section(run: RunSummary, index: int, tmp: Path) -> list[str]:
+def run_section(run: RunSummary, index: int, tmp: Path, level: int = 2) -> list[str]:
+    """One run: its settings, loss curves and every picture in its ``samples/``."""
     e = html.escape
     cfg = run.config
     out = [
-        f'<section class="run" id="run-{index + 1}"><h2>{e(run.label)}</h2>',
+        f'<section class="run" id="run-{index + 1}"><h{level}>{e(run.label)}</h{level}>',
         f'<p class="meta">{e(str(run.directory))} · {e(str(cfg.get("model", "?")))} '
         f"({e(str(cfg.get('family', '?')))})</p>",
         f'<p class="config">{e(_config_line(cfg))}</p>',
