@@ -36,6 +36,7 @@ COMMANDS = [
     "eval",
     "report",
     "bench",
+    "tour",
 ]
 
 

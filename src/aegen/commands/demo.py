@@ -59,7 +59,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _latent_scatter(path: Path, model, data) -> Path:
+def latent_scatter(path: Path, model, data) -> Path:
     """Test codes coloured by class: the code itself if 2-D, else its top two principal components."""
     with torch.no_grad():
         z = torch.cat(
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     trained = train_run(cfg, out, progress=not args.quiet)
     summary = finish_run(trained)
     samples = out / "samples"
-    _latent_scatter(samples / "latent_scatter.png", trained.model, trained.data)
+    latent_scatter(samples / "latent_scatter.png", trained.model, trained.data)
     plot_curves(
         samples / "loss.png",
         trained.result.history,
