@@ -25,6 +25,8 @@ COMMANDS = [
     "reconstruct",
     "info",
     "demo",
+    "classify",
+    "semisup",
 ]
 
 

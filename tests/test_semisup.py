@@ -1,0 +1,80 @@
+"""The semi-supervised grid: results, report files, resuming at cell granularity, settings checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import assert_user_error
+
+from aegen.pipelines.semisup import markdown_table, read_results, summarize
+
+# a grid small enough for the default suite: one MLP AE, two fractions, two columns
+TINY = [
+    "semisup", "--data", "synthetic", "--limit", "1200", "--models", "ae-mlp",
+    "--fractions", "0.1,1", "--columns", "probe,scratch", "--ae-epochs", "1",
+    "--epochs", "1", "--min-steps", "4", "--quiet",
+]  # fmt: skip
+
+
+def test_grid_writes_results_and_resumes_by_cell(cli, tmp_path):
+    out = tmp_path / "grid"
+    r = cli(*TINY, "--seeds", "1", "--out", out)
+    assert r.code == 0, r.err
+    rows = read_results(out / "results.csv")
+    cells = {(row["column"], row["fraction"], row["seed"]) for row in rows}
+    assert cells == {(c, f, 0) for c in ("probe", "scratch") for f in (0.1, 1.0)}
+    for name in ("results.md", "accuracy_vs_labels.png", "confusion_best.png", "grid.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "ae-mlp" / "model.safetensors").is_file()
+    assert all(0 <= row["test_acc"] <= 1 for row in rows)
+    confusions = json.loads((out / "confusion.json").read_text())
+    assert len(confusions) == 4 and all(sum(map(sum, m)) == 1000 for m in confusions.values())
+
+    # run again with one more seed: only the new seed's cells are trained
+    before = (out / "results.csv").read_text()
+    r = cli(*TINY, "--seeds", "2", "--out", out)
+    assert r.code == 0, r.err
+    assert "4 of 8 cells already done" in r.err
+    after = read_results(out / "results.csv")
+    assert len(after) == 8
+    assert (out / "results.csv").read_text().startswith(before)  # old rows kept as they were
+    assert {row["seed"] for row in after} == {0, 1}
+
+    # a changed budget does not mix with the cells already there
+    r = cli(*[a if a != "4" else "5" for a in TINY], "--seeds", "2", "--out", out)
+    assert_user_error(r, "other classifier settings")
+
+
+def test_summary_and_table_have_mean_and_sample_std():
+    rows = [
+        {"model": "m", "column": c, "fraction": 0.5, "seed": s, "n_labeled": 10, "test_acc": a}
+        for c, s, a in [
+            ("probe", 0, 0.8),
+            ("probe", 1, 0.9),
+            ("scratch", 0, 0.7),
+            ("scratch", 1, 0.7),
+        ]
+    ]
+    stats = summarize(rows)
+    mean, std, n = stats[("m", "probe", 0.5)]
+    assert mean == pytest.approx(0.85) and std == pytest.approx(0.0707107, rel=1e-5) and n == 2
+    table = markdown_table(rows)
+    assert "85.00 ± 7.07 (n=2)" in table and "70.00 ± 0.00 (n=2)" in table
+    assert "+15.00" in table  # best AE-based minus scratch
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--fractions", "0.1,1.2"], "(0, 1]"),
+        (["--fractions", "0"], "(0, 1]"),
+        (["--models", "no-such-ae"], "no-such-ae"),
+        (["--columns", "probe,guess"], "guess"),
+    ],
+)
+def test_grid_rejects_bad_arguments(cli, tmp_path, args, fragment):
+    out = tmp_path / "grid"
+    r = cli("semisup", "--data", "synthetic", "--out", out, *args)
+    assert_user_error(r, fragment)
+    assert not out.exists()
