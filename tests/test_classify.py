@@ -114,7 +114,7 @@ def test_encoder_parameters_are_what_features_use(name):
 
 # --------------------------------------------------------------------------- modes
 
-FAST = dict(labels=0.05, epochs=2, min_steps=40, batch_size=64)
+FAST = dict(labels=0.05, epochs=2, min_steps=40, batch_size=64, head_steps=20)
 
 
 def test_probe_freezes_the_encoder(ae_run, synthetic):
@@ -177,7 +177,7 @@ def test_pretrained_features_beat_random_features_with_a_linear_probe(ae_run, sy
     pretrained = load_encoder_model(ae_run)
     aegen.seed_everything(0)
     random_init = type(pretrained)(pretrained.config).eval()
-    cfg = ClassifyConfig(mode="probe", labels=0.1, epochs=3, min_steps=300, batch_size=64)
+    cfg = ClassifyConfig(mode="probe", labels=0.1, epochs=3, min_steps=300, batch_size=64, dropout=0)
     pre = train_classifier(pretrained, synthetic, cfg).test_acc
     rnd = train_classifier(random_init, synthetic, cfg).test_acc
     assert pre > rnd + 0.04, (pre, rnd)
@@ -200,7 +200,7 @@ def test_cli_classify_writes_a_loadable_classifier(cli, ae_run, tmp_path):
     out = tmp_path / "clf"
     r = cli(
         "classify", ae_run, "--labels", "0.05", "--mode", "finetune", "--out", out,
-        "--epochs", "2", "--min-steps", "20", "--quiet",
+        "--epochs", "2", "--min-steps", "20", "--head-steps", "10", "--quiet",
     )  # fmt: skip
     assert r.code == 0, r.err
     assert "test accuracy" in r.out

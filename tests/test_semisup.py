@@ -13,7 +13,7 @@ from aegen.pipelines.semisup import markdown_table, read_results, summarize
 TINY = [
     "semisup", "--data", "synthetic", "--limit", "1200", "--models", "ae-mlp",
     "--fractions", "0.1,1", "--columns", "probe,scratch", "--ae-epochs", "1",
-    "--epochs", "1", "--min-steps", "4", "--quiet",
+    "--epochs", "1", "--min-steps", "4", "--head-steps", "2", "--quiet",
 ]  # fmt: skip
 
 

@@ -98,15 +98,16 @@ class ClassifyConfig:
     mode: Mode = "probe"
     head: Literal["linear", "mlp"] = "linear"
     hidden: int = 256  # width of the MLP head's hidden layer
-    dropout: float = 0.0  # before the head's last layer
+    dropout: float = 0.5  # before the head's last layer
     labels: float = 1.0  # fraction of the training split that keeps its labels, in (0, 1]
     seed: int = 0  # picks the labeled subset, the initialisation and the data order
-    epochs: int = 10
+    epochs: int = 5
     min_steps: int = 500
     batch_size: int = 128
     lr: float | None = None  # None: 1e-2 for a probe (only a head learns), 1e-3 otherwise
     weight_decay: float = 0.0
     recon_weight: float = 1.0  # joint: weight of the reconstruction loss on all images
+    head_steps: int = 300  # finetune, scratch, joint: first train the head alone this many steps
     amp: Literal["auto", "bf16", "off"] = "off"
     channels_last: bool = False
 
@@ -120,6 +121,7 @@ class ClassifyConfig:
         check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
         check(self.lr is None or self.lr > 0, f"lr must be positive, got {self.lr}")
         check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        check(self.head_steps >= 0, f"head_steps must be >= 0, got {self.head_steps}")
         check(self.recon_weight >= 0, f"recon_weight must be >= 0, got {self.recon_weight}")
 
 
@@ -409,6 +411,27 @@ def _plan(cfg: ClassifyConfig, n_labeled: int) -> tuple[int, int]:
     return batch, steps_per_epoch * batch
 
 
+def _warm_head(clf: Classifier, labeled: Split, cfg: ClassifyConfig, tcfg: TrainConfig) -> None:
+    """Train the head alone on the frozen features of the labeled images (the "LP" of LP-FT).
+
+    A random head's first gradients would otherwise flow into, and distort, the
+    pretrained features before the head knows anything.
+    """
+    f = _features_of(clf.backbone.eval(), labeled.x, cfg.amp)  # (N, F)
+    empty = Split(f[:0], labeled.y[:0])
+    warm = Dataset(
+        "features",
+        _repeat_to(Split(f, labeled.y), cfg.head_steps * tcfg.batch_size),
+        empty,
+        empty,
+        [],
+    )
+    head_cfg = dataclasses.replace(tcfg, epochs=1, lr=1e-2, channels_last=False)
+    Trainer(
+        clf, head_cfg, None, params=clf.head.parameters(), loss_fn=clf.feature_loss, progress=False
+    ).fit(warm)
+
+
 def train_classifier(
     model: nn.Module,
     data: Dataset,
@@ -470,13 +493,15 @@ def train_classifier(
     else:
         std_images = data.train.x[:10000]  # labels unused: standardisation is unsupervised
         clf.set_standardisation(_features_of(backbone.eval(), std_images, cfg.amp))
+        labeled = data.train.subset(labeled_idx)
+        if cfg.head_steps:
+            _warm_head(clf, labeled, cfg, tcfg)
         backbone.train()
         if cfg.mode == "joint":
             clf.unlabeled = data.train.x
             params = list(clf.parameters())
         else:
             params = [*encoder_parameters(backbone), *clf.head.parameters()]
-        labeled = data.train.subset(labeled_idx)
         train_set = dataclasses.replace(data, train=_repeat_to(labeled, per_epoch))
         trainer = Trainer(clf, tcfg, out_dir, params=params, progress=progress)
     fit = trainer.fit(train_set)

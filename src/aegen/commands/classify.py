@@ -51,6 +51,9 @@ def add_parser(sub) -> None:
     p.add_argument("--min-steps", type=nonneg_int, default=None, metavar="N")
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--lr", type=positive_float, default=None)
+    p.add_argument(
+        "--head-steps", type=nonneg_int, default=None, metavar="N", help="head-only warm-up steps"
+    )
     p.add_argument("--recon-weight", type=positive_float, default=None, help="joint mode")
     p.add_argument(
         "--amp", choices=["auto", "bf16", "off"], default="off", help="bf16 autocast (default off)"
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "recon_weight": args.recon_weight,
+        "head_steps": args.head_steps,
         "amp": args.amp,
     }
     cfg = from_dict(ClassifyConfig, {k: v for k, v in given.items() if v is not None})

@@ -40,9 +40,10 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import CONFIG, TRAIN_STATE
+from ..checkpoint import CONFIG, TRAIN_STATE, load_config
 from ..classify import (
     ClassifyConfig,
+    FeatureSet,
     encode_features,
     save_confusion,
     train_classifier,
@@ -113,7 +114,7 @@ RECIPES = {
             "train.channels_last=true",
             "train.lr=2e-3",
         ),
-        10,
+        8,
         channels_last=True,
     ),
 }
@@ -295,6 +296,13 @@ def _train_encoder(out: Path, recipe: Recipe, data: Dataset, progress: bool):
         recipe.model, data=data.name, overrides=list(recipe.overrides), epochs=recipe.epochs
     )
     if (out / TRAIN_STATE).is_file():
+        stored = load_config(out)
+        if stored.get("model_config") != to_dict(run.model_config) or stored.get(
+            "train"
+        ) != to_dict(run.train):
+            raise UserError(
+                f"{out} holds an autoencoder trained with other settings; choose another --out"
+            )
         trained = train_run(None, out, resume=True, progress=progress, data=data)
     else:
         (out / CONFIG).unlink(missing_ok=True)  # a start that never reached a checkpoint
@@ -350,59 +358,58 @@ def run_semisup(
         rows = read_results(results_path)
         confusions = json.loads(confusion_path.read_text()) if confusion_path.is_file() else {}
         done = {_key(r["model"], r["column"], r["fraction"], r["seed"]) for r in rows}
+        # seed-major order: a grid stopped part-way holds whole seeds, every fraction of them
         cells = [
             (m, c, f, s)
+            for s in range(seeds)
             for m in models
             for f in sorted(fractions)
-            for s in range(seeds)
             for c in columns
         ]
         todo = [cell for cell in cells if _key(cell[0], cell[1].name, cell[2], cell[3]) not in done]
         log(f"semisup: {len(cells) - len(todo)} of {len(cells)} cells already done")
-        for m in models:
-            mine = [cell for cell in todo if cell[0] == m]
-            if not mine:
-                continue
+        encoders: dict[str, torch.nn.Module] = {}
+        features: dict[str, FeatureSet] = {}
+        for m, col, f, s in todo:
             recipe = recipes[m]
-            t0 = time.perf_counter()
-            ae = _train_encoder(out / m, recipe, data, progress)
-            log(f"semisup: {m} autoencoder ready ({time.perf_counter() - t0:.0f} s)")
-            features = None
-            for _, col, f, s in mine:
-                cfg = dataclasses.replace(
-                    base,
-                    mode=col.mode,
-                    head=col.head,
-                    labels=f,
-                    seed=s,
-                    amp=recipe.amp,
-                    channels_last=recipe.channels_last,
-                )
-                if col.mode == "probe" and features is None:
-                    features = encode_features(ae, data, recipe.amp)
-                res = train_classifier(ae, data, cfg, features=features, progress=False)
-                rows.append(
-                    {
-                        "model": m,
-                        "column": col.name,
-                        "mode": col.mode,
-                        "head": col.head,
-                        "fraction": float(f),
-                        "seed": s,
-                        "n_labeled": res.n_labeled,
-                        "test_acc": res.test_acc,
-                        "val_acc": res.val_acc,
-                        "steps": res.steps,
-                        "seconds": res.seconds,
-                    }
-                )
-                confusions["/".join(map(str, _key(m, col.name, f, s)))] = res.confusion.tolist()
-                atomic_write_json(confusion_path, confusions)
-                _write_results(results_path, rows)
-                log(
-                    f"semisup: [{len(rows)}/{len(cells)}] {m} {col.name} labels {f:g} "
-                    f"({res.n_labeled}) seed {s}: test {res.test_acc:.2%} ({res.seconds:.0f} s)"
-                )
+            if m not in encoders:
+                t0 = time.perf_counter()
+                encoders[m] = _train_encoder(out / m, recipe, data, progress)
+                log(f"semisup: {m} autoencoder ready ({time.perf_counter() - t0:.0f} s)")
+            if col.mode == "probe" and m not in features:
+                features[m] = encode_features(encoders[m], data, recipe.amp)
+            cfg = dataclasses.replace(
+                base,
+                mode=col.mode,
+                head=col.head,
+                labels=f,
+                seed=s,
+                amp=recipe.amp,
+                channels_last=recipe.channels_last,
+            )
+            res = train_classifier(encoders[m], data, cfg, features=features.get(m))
+            rows.append(
+                {
+                    "model": m,
+                    "column": col.name,
+                    "mode": col.mode,
+                    "head": col.head,
+                    "fraction": float(f),
+                    "seed": s,
+                    "n_labeled": res.n_labeled,
+                    "test_acc": res.test_acc,
+                    "val_acc": res.val_acc,
+                    "steps": res.steps,
+                    "seconds": res.seconds,
+                }
+            )
+            confusions["/".join(map(str, _key(m, col.name, f, s)))] = res.confusion.tolist()
+            atomic_write_json(confusion_path, confusions)
+            _write_results(results_path, rows)
+            log(
+                f"semisup: [{len(rows)}/{len(cells)}] {m} {col.name} labels {f:g} "
+                f"({res.n_labeled}) seed {s}: test {res.test_acc:.2%} ({res.seconds:.0f} s)"
+            )
         write_report(out, rows, confusions, data.classes)
     return rows
 
