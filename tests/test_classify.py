@@ -177,7 +177,9 @@ def test_pretrained_features_beat_random_features_with_a_linear_probe(ae_run, sy
     pretrained = load_encoder_model(ae_run)
     aegen.seed_everything(0)
     random_init = type(pretrained)(pretrained.config).eval()
-    cfg = ClassifyConfig(mode="probe", labels=0.1, epochs=3, min_steps=300, batch_size=64, dropout=0)
+    cfg = ClassifyConfig(
+        mode="probe", labels=0.1, epochs=3, min_steps=300, batch_size=64, dropout=0
+    )
     pre = train_classifier(pretrained, synthetic, cfg).test_acc
     rnd = train_classifier(random_init, synthetic, cfg).test_acc
     assert pre > rnd + 0.04, (pre, rnd)

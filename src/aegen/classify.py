@@ -98,15 +98,16 @@ class ClassifyConfig:
     mode: Mode = "probe"
     head: Literal["linear", "mlp"] = "linear"
     hidden: int = 256  # width of the MLP head's hidden layer
-    dropout: float = 0.5  # before the head's last layer
+    dropout: float = 0.2  # before the MLP head's last layer
     labels: float = 1.0  # fraction of the training split that keeps its labels, in (0, 1]
     seed: int = 0  # picks the labeled subset, the initialisation and the data order
-    epochs: int = 5
+    epochs: int = 8
     min_steps: int = 500
     batch_size: int = 128
     lr: float | None = None  # None: 1e-2 for a probe (only a head learns), 1e-3 otherwise
     weight_decay: float = 0.0
     recon_weight: float = 1.0  # joint: weight of the reconstruction loss on all images
+    recon_batch: int = 32  # joint: images per step for that loss (the decoder is costly)
     head_steps: int = 300  # finetune, scratch, joint: first train the head alone this many steps
     amp: Literal["auto", "bf16", "off"] = "off"
     channels_last: bool = False
@@ -122,6 +123,7 @@ class ClassifyConfig:
         check(self.lr is None or self.lr > 0, f"lr must be positive, got {self.lr}")
         check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         check(self.head_steps >= 0, f"head_steps must be >= 0, got {self.head_steps}")
+        check(self.recon_batch >= 1, f"recon_batch must be at least 1, got {self.recon_batch}")
         check(self.recon_weight >= 0, f"recon_weight must be >= 0, got {self.recon_weight}")
 
 
@@ -229,9 +231,13 @@ def encode_features(model: nn.Module, data: Dataset, amp: str = "off") -> Featur
 
 
 def make_head(dim: int, num_classes: int, kind: str, hidden: int, dropout: float) -> nn.Module:
-    """A linear head, or Linear → ReLU → Linear with ``hidden`` units."""
+    """A linear head, or Linear → ReLU → Dropout → Linear with ``hidden`` units.
+
+    Only the MLP head has dropout: on the features themselves it starves a linear
+    probe (measured: 80% instead of 84% with all labels on the MLP AE's code).
+    """
     if kind == "linear":
-        return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_classes))
+        return nn.Linear(dim, num_classes)
     return nn.Sequential(
         nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes)
     )
@@ -241,7 +247,7 @@ class Classifier(nn.Module):
     """An autoencoder's features, standardised, then a head: logits (B, C) for images (B, 1, 28, 28).
 
     ``frozen`` keeps the backbone in eval mode and out of the gradient (the probe).
-    ``recon_weight > 0`` adds the backbone's own loss on a random batch of
+    ``recon_weight > 0`` adds the backbone's own loss on ``recon_batch`` random
     ``unlabeled`` images (uint8, (N, 28, 28)) at each training step (joint mode);
     the draw uses the global torch RNG, which the Trainer checkpoints, so a
     resumed run draws the same batches.
@@ -256,6 +262,7 @@ class Classifier(nn.Module):
         dropout: float = 0.0,
         frozen: bool = False,
         recon_weight: float = 0.0,
+        recon_batch: int = 32,
     ):
         super().__init__()
         self.backbone = backbone
@@ -267,6 +274,7 @@ class Classifier(nn.Module):
         self.register_buffer("feature_std", torch.ones(dim))
         self.frozen = frozen
         self.recon_weight = recon_weight
+        self.recon_batch = recon_batch
         self.unlabeled: torch.Tensor | None = None
         self.train(self.training)
 
@@ -315,7 +323,7 @@ class Classifier(nn.Module):
         # from all training images, labeled or not
         if not self.training or self.unlabeled is None:
             return batch
-        idx = torch.randint(self.unlabeled.shape[0], (batch.x.shape[0],))
+        idx = torch.randint(self.unlabeled.shape[0], (self.recon_batch,))
         x = to_float(self.unlabeled[idx]).to(batch.x.device)
         if batch.x.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
@@ -473,6 +481,7 @@ def train_classifier(
         cfg.dropout,
         frozen=cfg.mode == "probe",
         recon_weight=cfg.recon_weight if cfg.mode == "joint" else 0.0,
+        recon_batch=cfg.recon_batch,
     )
     if cfg.mode == "probe":
         if features is None:

@@ -6,9 +6,13 @@ label fraction × seed × column, where a column is a mode and head:
 
     probe       frozen encoder, linear head
     probe-mlp   frozen encoder, MLP head
-    finetune    encoder and linear head from the AE's weights
+    finetune    encoder and MLP head from the AE's weights
     scratch     the same architecture from a random start (the baseline)
     joint       finetune + the AE's own loss on all training images
+
+(The trained columns use the MLP head: the code layer of both AEs is linear, so
+a linear head on it would add no depth; fine-tuning the MLP AE with all labels,
+the MLP head gave 89.5 % against the linear head's 89.1 %.)
 
 Everything lands in one directory::
 
@@ -81,9 +85,9 @@ class Column:
 COLUMNS = (
     Column("probe", "probe", "linear"),
     Column("probe-mlp", "probe", "mlp"),
-    Column("finetune", "finetune", "linear"),
-    Column("scratch", "scratch", "linear"),
-    Column("joint", "joint", "linear"),
+    Column("finetune", "finetune", "mlp"),
+    Column("scratch", "scratch", "mlp"),
+    Column("joint", "joint", "mlp"),
 )
 AE_COLUMNS = tuple(c.name for c in COLUMNS if c.mode != "scratch")
 
