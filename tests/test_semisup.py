@@ -60,8 +60,8 @@ def test_summary_and_table_have_mean_and_sample_std():
     mean, std, n = stats[("m", "probe", 0.5)]
     assert mean == pytest.approx(0.85) and std == pytest.approx(0.0707107, rel=1e-5) and n == 2
     table = markdown_table(rows)
-    assert "85.00 ± 7.07 (n=2)" in table and "70.00 ± 0.00 (n=2)" in table
-    assert "+15.00" in table  # best AE-based minus scratch
+    # columns: probe, scratch, then best AE-based minus scratch
+    assert "| 50% (10) | 2 | 85.00 ± 7.07 | 70.00 ± 0.00 | +15.00 |" in table
 
 
 @pytest.mark.parametrize(

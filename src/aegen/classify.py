@@ -230,6 +230,15 @@ def encode_features(model: nn.Module, data: Dataset, amp: str = "off") -> Featur
 # --------------------------------------------------------------------------- the classifier
 
 
+def _feature_dim(model: nn.Module) -> int:
+    was_training = model.training
+    model.eval()  # one image through train-mode layers (batch norm) would be refused
+    with torch.no_grad():
+        dim = model.features(torch.zeros(1, 1, 28, 28)).shape[1]
+    model.train(was_training)
+    return dim
+
+
 def make_head(dim: int, num_classes: int, kind: str, hidden: int, dropout: float) -> nn.Module:
     """A linear head, or Linear → ReLU → Dropout → Linear with ``hidden`` units.
 
@@ -266,8 +275,7 @@ class Classifier(nn.Module):
     ):
         super().__init__()
         self.backbone = backbone
-        with torch.no_grad():
-            dim = backbone.features(torch.zeros(1, 1, 28, 28)).shape[1]
+        dim = _feature_dim(backbone)
         self.head = make_head(dim, num_classes, head, hidden, dropout)
         # fixed standardisation of the features, from unlabeled training images
         self.register_buffer("feature_mean", torch.zeros(dim))

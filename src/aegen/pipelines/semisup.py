@@ -197,7 +197,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     labeled = {(r["model"], r["fraction"]): r["n_labeled"] for r in rows}
     models = list(dict.fromkeys(r["model"] for r in rows))
     out = [
-        "Test accuracy (%), mean ± std over seeds (n = seeds); final weights, no early stopping.",
+        "Test accuracy (%), mean ± sample std over seeds; final weights, no early stopping.",
         "",
     ]
     for model in models:
@@ -205,23 +205,23 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         fracs = sorted({k[2] for k in stats if k[0] == model})
         out.append(f"### {model}")
         out.append("")
-        out.append("| labels | " + " | ".join(cols) + " | best AE-based − scratch |")
-        out.append("|---" * (len(cols) + 2) + "|")
+        out.append("| labels | seeds | " + " | ".join(cols) + " | best AE-based − scratch |")
+        out.append("|---" * (len(cols) + 3) + "|")
         for f in fracs:
-            cells, best = [], None
+            cells, best, seeds = [], None, set()
             for c in cols:
                 s = stats.get((model, c, f))
-                cells.append(f"{100 * s[0]:.2f} ± {100 * s[1]:.2f} (n={s[2]})" if s else "–")
+                cells.append(f"{100 * s[0]:.2f} ± {100 * s[1]:.2f}" if s else "–")
+                if s:
+                    seeds.add(s[2])
                 if s and c in AE_COLUMNS and (best is None or s[0] > best):
                     best = s[0]
             scratch = stats.get((model, "scratch", f))
             gap = f"{100 * (best - scratch[0]):+.2f}" if best is not None and scratch else "–"
-            name = (
-                f"{f:.0%} ({labeled[(model, f)]})"
-                if f >= 0.01
-                else f"{f:g} ({labeled[(model, f)]})"
-            )
-            out.append(f"| {name} | " + " | ".join(cells) + f" | {gap} |")
+            n = labeled[(model, f)]
+            name = f"{f:.0%} ({n})" if f >= 0.01 else f"{f:g} ({n})"
+            count = "–".join(map(str, sorted(seeds)))
+            out.append(f"| {name} | {count} | " + " | ".join(cells) + f" | {gap} |")
         out.append("")
     return "\n".join(out)
 
