@@ -186,6 +186,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     num_threads: int = 0  # 0: torch's default (one per physical core)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when there is a GPU
 
     def validate(self) -> None:
         check(self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}")

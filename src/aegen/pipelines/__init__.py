@@ -1,1 +1,2 @@
-"""Multi-step jobs over directories; each composes training and evaluation, none is imported by models."""
+"""Multi-step jobs over directories (the primer, the VQ pipeline, the semi-supervised grid, the
+tour): each composes the library's parts and writes its results to a folder; no model imports them."""
