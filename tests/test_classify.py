@@ -130,6 +130,9 @@ def test_probe_freezes_the_encoder(ae_run, synthetic):
     x = to_float(synthetic.test.x[:50])
     assert torch.allclose(clf(x), clf.classify_features(model.features(x)), atol=1e-5)
     assert torch.equal(predict(clf, synthetic.test.x[:50]), clf(x).argmax(1))
+    # so the accuracy scored on the features is the accuracy on the images
+    cm = confusion_matrix(predict(clf, synthetic.test.x), synthetic.test.y, synthetic.num_classes)
+    assert res.test_acc == accuracy(cm)
 
 
 def test_finetune_changes_the_encoder_only(ae_run, synthetic):
@@ -193,6 +196,23 @@ def test_same_seed_same_classifier(ae_run, synthetic):
     b = train_classifier(model, synthetic, cfg)
     assert _same(_state(a.classifier), _state(b.classifier))
     assert a.test_acc == b.test_acc
+
+
+def test_vqvae_features_are_its_continuous_encoder_output(synthetic):
+    """Any registered encoder works: a VQ-VAE is fine-tuned through its encoder, not its codebook."""
+    aegen.seed_everything(0)
+    model = aegen.build_model("vqvae", num_codes=16, code_dim=8, hidden=16, res_blocks=1)
+    found = {id(p) for p in encoder_parameters(model)}
+    assert found == {id(p) for p in model.encoder.parameters()}
+    before = _state(model)
+    res = train_classifier(model, synthetic, ClassifyConfig(mode="finetune", **FAST))
+    after = _state(res.classifier.backbone)
+    enc = [k for k in before if k.startswith("encoder.") and before[k].is_floating_point()]
+    dec = [k for k in before if k.startswith("decoder.")]
+    assert enc and dec
+    assert any(not torch.equal(before[k], after[k]) for k in enc)
+    assert _same(after, before, dec)
+    assert 0 <= res.test_acc <= 1 and res.classifier.head.in_features == 8 * 7 * 7
 
 
 # --------------------------------------------------------------------------- CLI

@@ -7,7 +7,14 @@ import json
 import pytest
 from conftest import assert_user_error
 
-from aegen.pipelines.semisup import markdown_table, read_results, summarize
+from aegen.pipelines.semisup import (
+    RECIPES,
+    _same_training,
+    markdown_table,
+    read_results,
+    summarize,
+)
+from aegen.runs import make_run_config
 
 # a grid small enough for the default suite: one MLP AE, two fractions, two columns
 TINY = [
@@ -33,6 +40,7 @@ def test_grid_writes_results_and_resumes_by_cell(cli, tmp_path):
 
     # run again with one more seed: only the new seed's cells are trained
     before = (out / "results.csv").read_text()
+    weights = (out / "ae-mlp" / "model.safetensors").read_bytes()
     r = cli(*TINY, "--seeds", "2", "--out", out)
     assert r.code == 0, r.err
     assert "4 of 8 cells already done" in r.err
@@ -40,6 +48,7 @@ def test_grid_writes_results_and_resumes_by_cell(cli, tmp_path):
     assert len(after) == 8
     assert (out / "results.csv").read_text().startswith(before)  # old rows kept as they were
     assert {row["seed"] for row in after} == {0, 1}
+    assert (out / "ae-mlp" / "model.safetensors").read_bytes() == weights  # reused, not retrained
 
     # a changed budget does not mix with the cells already there
     r = cli(*[a if a != "4" else "5" for a in TINY], "--seeds", "2", "--out", out)
@@ -78,3 +87,27 @@ def test_grid_rejects_bad_arguments(cli, tmp_path, args, fragment):
     r = cli("semisup", "--data", "synthetic", "--out", out, *args)
     assert_user_error(r, fragment)
     assert not out.exists()
+
+
+def test_an_autoencoder_from_an_older_version_is_still_recognised():
+    """A run written before a setting existed matches when that setting has its default value."""
+    recipe = RECIPES["ae-conv"]
+    run = make_run_config(recipe.model, overrides=list(recipe.overrides), epochs=recipe.epochs)
+    stored = json.loads(json.dumps({"model": run.model, **_dicts(run)}))
+    assert _same_training(stored, run)
+    older = json.loads(json.dumps(stored))
+    del older["train"]["seed"]  # as if the key did not exist yet: its default (0) applies
+    assert _same_training(older, run)
+    changed = json.loads(json.dumps(stored))
+    changed["train"]["lr"] = 1e-4
+    assert not _same_training(changed, run)
+    changed = json.loads(json.dumps(stored))
+    changed["model_config"]["code_dim"] = 8
+    assert not _same_training(changed, run)
+    assert not _same_training({"model": "ae-conv"}, run)  # no config at all
+
+
+def _dicts(run) -> dict:
+    from aegen.config import to_dict
+
+    return {"model_config": to_dict(run.model_config), "train": to_dict(run.train)}

@@ -524,14 +524,18 @@ def train_classifier(
     fit = trainer.fit(train_set)
     clf.eval()
     clf.unlabeled = None
-    cm = confusion_matrix(predict(clf, data.test.x, amp=cfg.amp), data.test.y, data.num_classes)
-    val_acc = (
-        accuracy(
-            confusion_matrix(predict(clf, data.val.x, amp=cfg.amp), data.val.y, data.num_classes)
-        )
-        if len(data.val)
-        else float("nan")
-    )
+    if cfg.mode == "probe":
+        # the frozen encoder's features of every split are at hand: the backbone need not
+        # run again over 15 000 images (most of a probe's time on the conv AE)
+        with torch.no_grad():
+            test_pred = clf.classify_features(fdata.test.x).argmax(1)
+            val_pred = clf.classify_features(fdata.val.x).argmax(1)
+    else:
+        test_pred = predict(clf, data.test.x, amp=cfg.amp)
+        val_pred = predict(clf, data.val.x, amp=cfg.amp)
+    cm = confusion_matrix(test_pred, data.test.y, data.num_classes)
+    val_cm = confusion_matrix(val_pred, data.val.y, data.num_classes)
+    val_acc = accuracy(val_cm) if len(data.val) else float("nan")
     return ClassifyResult(
         classifier=clf,
         test_acc=accuracy(cm),

@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import CONFIG, TRAIN_STATE, load_config
+from ..checkpoint import CONFIG, TRAIN_STATE, load, load_config
 from ..classify import (
     ClassifyConfig,
     FeatureSet,
@@ -52,7 +52,7 @@ from ..classify import (
     save_confusion,
     train_classifier,
 )
-from ..config import to_dict
+from ..config import TrainConfig, from_dict, to_dict
 from ..data.datasets import Dataset
 from ..errors import UserError
 from ..eval.metrics import read_metrics_json
@@ -294,19 +294,35 @@ def _check_settings(path: Path, new: dict[str, Any]) -> None:
             )
 
 
+def _same_training(stored: dict[str, Any], run) -> bool:
+    """Whether a stored config.json trains as ``run`` would.
+
+    Both sides go through their dataclasses, so a setting added to the library
+    since (with its default) does not make an older run look different.
+    """
+    try:
+        model_cfg = from_dict(entry(stored["model"], "model").config_cls, stored["model_config"])
+        train_cfg = from_dict(TrainConfig, stored["train"])
+    except (KeyError, TypeError, UserError):
+        return False
+    return to_dict(model_cfg) == to_dict(run.model_config) and to_dict(train_cfg) == to_dict(
+        run.train
+    )
+
+
 def _train_encoder(out: Path, recipe: Recipe, data: Dataset, progress: bool):
     """Train (or resume, or reuse) the grid's autoencoder in ``out``; labels are never used."""
     run = make_run_config(
         recipe.model, data=data.name, overrides=list(recipe.overrides), epochs=recipe.epochs
     )
     if (out / TRAIN_STATE).is_file():
-        stored = load_config(out)
-        if stored.get("model_config") != to_dict(run.model_config) or stored.get(
-            "train"
-        ) != to_dict(run.train):
+        if not _same_training(load_config(out), run):
             raise UserError(
                 f"{out} holds an autoencoder trained with other settings; choose another --out"
             )
+        if "reconstruction" in read_metrics_json(out):
+            # finish_run wrote its test scores: training ran to its last epoch
+            return load(out).eval()
         trained = train_run(None, out, resume=True, progress=progress, data=data)
     else:
         (out / CONFIG).unlink(missing_ok=True)  # a start that never reached a checkpoint
@@ -374,7 +390,7 @@ def run_semisup(
         log(f"semisup: {len(cells) - len(todo)} of {len(cells)} cells already done")
         encoders: dict[str, torch.nn.Module] = {}
         features: dict[str, FeatureSet] = {}
-        for m, col, f, s in todo:
+        for i, (m, col, f, s) in enumerate(todo, 1):
             recipe = recipes[m]
             if m not in encoders:
                 t0 = time.perf_counter()
@@ -411,7 +427,7 @@ def run_semisup(
             atomic_write_json(confusion_path, confusions)
             _write_results(results_path, rows)
             log(
-                f"semisup: [{len(rows)}/{len(cells)}] {m} {col.name} labels {f:g} "
+                f"semisup: [{i}/{len(todo)}] {m} {col.name} labels {f:g} "
                 f"({res.n_labeled}) seed {s}: test {res.test_acc:.2%} ({res.seconds:.0f} s)"
             )
         write_report(out, rows, confusions, data.classes)
