@@ -71,6 +71,8 @@ def test_summary_and_table_have_mean_and_sample_std():
     table = markdown_table(rows)
     # columns: probe, scratch, then best AE-based minus scratch
     assert "| 50% (10) | 2 | 85.00 ± 7.07 | 70.00 ± 0.00 | +15.00 |" in table
+    one_seed = markdown_table([r for r in rows if r["seed"] == 0])
+    assert "| 50% (10) | 1 | 80.00 | 70.00 | +10.00 |" in one_seed  # no ± from one value
 
 
 @pytest.mark.parametrize(

@@ -191,13 +191,22 @@ def summarize(rows: list[dict[str, Any]]) -> dict[tuple[str, str, float], tuple[
     return {k: (*_mean_std(v), len(v)) for k, v in groups.items()}
 
 
+def _cell(s: tuple[float, float, int] | None) -> str:
+    if s is None:
+        return "–"
+    if s[2] == 1:  # one seed has no spread to show
+        return f"{100 * s[0]:.2f}"
+    return f"{100 * s[0]:.2f} ± {100 * s[1]:.2f}"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """One table per model: rows are label fractions, columns the modes, cells mean ± std (%)."""
     stats = summarize(rows)
     labeled = {(r["model"], r["fraction"]): r["n_labeled"] for r in rows}
     models = list(dict.fromkeys(r["model"] for r in rows))
     out = [
-        "Test accuracy (%), mean ± sample std over seeds; final weights, no early stopping.",
+        "Test accuracy (%), mean ± sample std over seeds (one seed: no ±); final weights, "
+        "no early stopping.",
         "",
     ]
     for model in models:
@@ -211,7 +220,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             cells, best, seeds = [], None, set()
             for c in cols:
                 s = stats.get((model, c, f))
-                cells.append(f"{100 * s[0]:.2f} ± {100 * s[1]:.2f}" if s else "–")
+                cells.append(_cell(s))
                 if s:
                     seeds.add(s[2])
                 if s and c in AE_COLUMNS and (best is None or s[0] > best):
