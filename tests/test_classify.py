@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -24,8 +23,6 @@ from aegen.classify import (
     train_classifier,
 )
 from aegen.data.loader import Batch, to_float
-from aegen.models.base import Autoencoder
-from aegen.registry import register
 
 # A small MLP AE that learns the synthetic shapes in a few seconds.
 AE_ARGS = ["--set", "model.hidden=128", "--set", "model.code_dim=16", "--set", "train.lr=3e-3"]
@@ -255,29 +252,16 @@ def test_cli_rejects_bad_arguments(cli, ae_run, tmp_path, args, fragment):
     assert not out.exists()
 
 
-@dataclass
-class _PriorConfig:
-    size: int = 4
-
-
-@register("test-prior-6", _PriorConfig, kind="prior")
-class _Prior(Autoencoder):
-    """A prior-like model: it has weights but no encoder."""
-
-    family = "prior"
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.logits = torch.nn.Parameter(torch.zeros(config.size))
-
-
 def test_cli_refuses_a_run_without_an_encoder(cli, tmp_path):
     from aegen.checkpoint import save_model, write_config
 
+    # a real prior run: it has weights but no encoder (registering a fake one here
+    # would leak into other tests' view of the registry)
+    cfg = {"num_codes": 8, "height": 3, "width": 3}
     prior = tmp_path / "prior"
     prior.mkdir()
-    write_config(prior, {"model": "test-prior-6", "model_config": {"size": 4}})
-    save_model(prior / "model.safetensors", _Prior(_PriorConfig()))
+    write_config(prior, {"model": "pixelcnn", "model_config": cfg})
+    save_model(prior / "model.safetensors", aegen.build("pixelcnn", **cfg))
     out = tmp_path / "clf"
     assert_user_error(cli("classify", prior, "--out", out), "without an encoder")
     empty = tmp_path / "empty"
