@@ -27,6 +27,8 @@ COMMANDS = [
     "reconstruct",
     "info",
     "demo",
+    "classify",
+    "semisup",
     "primer",
     "encode",
     "train-prior",

@@ -1,0 +1,133 @@
+"""``aegen classify RUN_DIR --labels F --mode M --out DIR``: a classifier on an autoencoder's features."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..checkpoint import MODEL
+from ..classify import (
+    CLASSIFIER_JSON,
+    HEADS,
+    MODES,
+    ClassifyConfig,
+    load_encoder_model,
+    save_confusion,
+    train_classifier,
+    write_classifier_json,
+)
+from ..cli import fraction, nonneg_int, positive_float, positive_int
+from ..config import from_dict
+from ..errors import UserError
+from ..eval.metrics import update_metrics_json
+from ..files import RunLock, ensure_dir
+from ._common import add_data_args, data_for_run
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "classify",
+        help="train a classifier on an autoencoder's features with a fraction of the labels",
+        description="Train a classifier on the encoder of RUN_DIR using a class-balanced "
+        "fraction of the training labels. Modes: probe (frozen encoder, trained head), "
+        "finetune (encoder and head), scratch (same architecture, random start), joint "
+        "(finetune plus the autoencoder's own loss on all training images).",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="an autoencoder run directory")
+    add_data_args(p, default=None)
+    p.add_argument(
+        "--labels",
+        type=fraction,
+        default=1.0,
+        metavar="FRACTION",
+        help="fraction of the training images that keep their labels, in (0, 1] (default 1)",
+    )
+    p.add_argument("--mode", choices=MODES, default="probe", help="default: probe")
+    p.add_argument("--head", choices=HEADS, default="linear", help="default: linear")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory to write")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="labeled subset, init, order")
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--min-steps", type=nonneg_int, default=None, metavar="N")
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None)
+    p.add_argument(
+        "--head-steps", type=nonneg_int, default=None, metavar="N", help="head-only warm-up steps"
+    )
+    p.add_argument("--recon-weight", type=positive_float, default=None, help="joint mode")
+    p.add_argument(
+        "--amp", choices=["auto", "bf16", "off"], default="off", help="bf16 autocast (default off)"
+    )
+    p.add_argument("--best", action="store_true", help="use the run's best-validation weights")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    for name in (CLASSIFIER_JSON, MODEL):
+        if (out / name).exists():
+            raise UserError(f"--out {out} already holds a classifier or run; choose another")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    _check_out(out)
+    given = {
+        "mode": args.mode,
+        "head": args.head,
+        "labels": args.labels,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "min_steps": args.min_steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "recon_weight": args.recon_weight,
+        "head_steps": args.head_steps,
+        "amp": args.amp,
+    }
+    cfg = from_dict(ClassifyConfig, {k: v for k, v in given.items() if v is not None})
+    model = load_encoder_model(args.run_dir, best=args.best)
+    data = data_for_run(args.run_dir, args)
+    ensure_dir(out)
+    with RunLock(out):
+        result = train_classifier(model, data, cfg, out_dir=out, progress=not args.quiet)
+        write_classifier_json(
+            out,
+            args.run_dir,
+            cfg,
+            {
+                "num_classes": data.num_classes,
+                "classes": data.classes,
+                "data": data.name,
+                "data_fingerprint": data.fingerprint(),
+                "n_labeled": result.n_labeled,
+            },
+        )
+        update_metrics_json(
+            out,
+            {
+                "classification": {
+                    "test_acc": result.test_acc,
+                    "val_acc": result.val_acc,
+                    "n_labeled": result.n_labeled,
+                    "steps": result.steps,
+                    "seconds": result.seconds,
+                    "confusion": result.confusion.tolist(),
+                    "split": "test",
+                }
+            },
+        )
+        title = (
+            f"{model.registry_name} {cfg.mode} ({cfg.head} head), {result.n_labeled} labels: "
+            f"test accuracy {result.test_acc:.2%}"
+        )
+        save_confusion(out / "confusion.png", result.confusion, data.classes, title)
+    print(
+        f"{cfg.mode} ({cfg.head} head) on {model.registry_name} with {result.n_labeled} labels "
+        f"({cfg.labels:g} of the training images): test accuracy {result.test_acc:.2%}, "
+        f"validation {result.val_acc:.2%}, {result.seconds:.0f} s",
+    )
+    print(f"wrote {out / 'metrics.json'}, {out / 'confusion.png'}", file=sys.stderr)
+    return 0

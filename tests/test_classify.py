@@ -1,0 +1,270 @@
+"""Classifiers on autoencoder features: labeled subsets, probe / finetune / scratch / joint, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+from conftest import assert_user_error
+
+import aegen
+from aegen.classify import (
+    ClassifyConfig,
+    accuracy,
+    confusion_matrix,
+    encoder_parameters,
+    labeled_indices,
+    labeled_split,
+    load_classifier,
+    load_encoder_model,
+    predict,
+    train_classifier,
+)
+from aegen.data.loader import Batch, to_float
+
+# A small MLP AE that learns the synthetic shapes in a few seconds.
+AE_ARGS = ["--set", "model.hidden=128", "--set", "model.code_dim=16", "--set", "train.lr=3e-3"]
+
+
+@pytest.fixture(scope="module")
+def ae_run(tmp_path_factory):
+    """A run directory: ae-mlp trained 2 epochs on the synthetic shapes, without labels."""
+    from aegen.cli import main
+
+    d = tmp_path_factory.mktemp("ae") / "run"
+    code = main(
+        ["train", "ae-mlp", "--data", "synthetic", "--out", str(d), "--epochs", "2"]
+        + ["--batch-size", "64", "--quiet", *AE_ARGS]
+    )
+    assert code == 0
+    return d
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _same(a: dict, b: dict, keys=None) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in (keys or a))
+
+
+# --------------------------------------------------------------------------- labeled subsets
+
+
+def _hashes(x: torch.Tensor) -> set[str]:
+    return {hashlib.sha1(img.numpy().tobytes()).hexdigest() for img in x}
+
+
+def test_labeled_subset_is_balanced_reproducible_nested(synthetic):
+    y = synthetic.train.y
+    a = labeled_indices(y, 0.05, seed=3, num_classes=10)
+    counts = torch.bincount(y[a], minlength=10)
+    per_class = round(0.05 * len(y) / 10)
+    assert counts.tolist() == [per_class] * 10
+    assert torch.equal(a, labeled_indices(y, 0.05, seed=3, num_classes=10))  # reproducible
+    assert not torch.equal(a, labeled_indices(y, 0.05, seed=4, num_classes=10))
+    assert a.unique().numel() == a.numel()
+    bigger = labeled_indices(y, 0.2, seed=3, num_classes=10)
+    assert set(a.tolist()) <= set(bigger.tolist())  # nested across fractions
+    assert torch.equal(labeled_indices(y, 1.0, seed=3, num_classes=10), torch.arange(len(y)))
+
+
+def test_labeled_subset_is_disjoint_from_validation(synthetic):
+    labeled = labeled_split(synthetic, 0.2, seed=0)
+    assert len(labeled) == 2 * round(0.2 * len(synthetic.train) / 10) * 5
+    assert _hashes(labeled.x).isdisjoint(_hashes(synthetic.val.x))
+    assert _hashes(labeled.x) <= _hashes(synthetic.train.x)
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
+def test_labeled_fraction_outside_unit_interval_is_refused(synthetic, bad):
+    with pytest.raises(aegen.ConfigError, match="fraction"):
+        labeled_indices(synthetic.train.y, bad, 0, 10)
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_confusion_matrix_matches_a_loop():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (300,), generator=g)
+    pred = torch.where(
+        torch.rand(300, generator=g) < 0.6, y, torch.randint(0, 4, (300,), generator=g)
+    )
+    cm = confusion_matrix(pred, y, 4)
+    ref = torch.zeros(4, 4, dtype=torch.long)
+    for t, p in zip(y.tolist(), pred.tolist(), strict=True):
+        ref[t, p] += 1
+    assert torch.equal(cm, ref)
+    assert accuracy(cm) == pytest.approx((pred == y).float().mean().item())
+
+
+@pytest.mark.parametrize("name", ["ae-mlp", "ae-conv"])
+def test_encoder_parameters_are_what_features_use(name):
+    model = aegen.build_model(name)
+    found = {id(p) for p in encoder_parameters(model)}
+    encoder = {id(p) for p in model.encoder.parameters()}
+    assert found == encoder  # the decoder is excluded, the whole encoder included
+
+
+# --------------------------------------------------------------------------- modes
+
+FAST = dict(labels=0.05, epochs=2, min_steps=40, batch_size=64, head_steps=20)
+
+
+def test_probe_freezes_the_encoder(ae_run, synthetic):
+    model = load_encoder_model(ae_run)
+    before = _state(model)
+    res = train_classifier(model, synthetic, ClassifyConfig(mode="probe", **FAST))
+    backbone = res.classifier.backbone
+    assert _same(_state(backbone), before)  # not one weight moved
+    assert _same(_state(model), before)  # and the caller's model is untouched
+    assert res.steps >= 40 and res.n_labeled == 10 * round(0.05 * len(synthetic.train) / 10)
+    # the images path and the precomputed-features path agree
+    clf = res.classifier
+    x = to_float(synthetic.test.x[:50])
+    assert torch.allclose(clf(x), clf.classify_features(model.features(x)), atol=1e-5)
+    assert torch.equal(predict(clf, synthetic.test.x[:50]), clf(x).argmax(1))
+    # so the accuracy scored on the features is the accuracy on the images
+    cm = confusion_matrix(predict(clf, synthetic.test.x), synthetic.test.y, synthetic.num_classes)
+    assert res.test_acc == accuracy(cm)
+
+
+def test_finetune_changes_the_encoder_only(ae_run, synthetic):
+    model = load_encoder_model(ae_run)
+    before = _state(model)
+    res = train_classifier(model, synthetic, ClassifyConfig(mode="finetune", **FAST))
+    after = _state(res.classifier.backbone)
+    enc = [k for k in before if k.startswith("enc.")]
+    dec = [k for k in before if k.startswith("dec.")]
+    assert enc and dec
+    assert all(not torch.equal(before[k], after[k]) for k in enc)
+    assert _same(after, before, dec)  # the decoder is not trained by a classifier
+    assert _same(_state(model), before)
+
+
+def test_joint_trains_the_decoder_too_and_logs_reconstruction(ae_run, synthetic):
+    model = load_encoder_model(ae_run)
+    before = _state(model)
+    res = train_classifier(model, synthetic, ClassifyConfig(mode="joint", **FAST))
+    after = _state(res.classifier.backbone)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("dec."))
+    assert "train_recon" in res.history[-1] and "val_recon" in res.history[-1]
+    # its loss is cross-entropy plus the weighted reconstruction loss
+    clf = res.classifier.eval()
+    b = Batch(to_float(synthetic.val.x[:64]), synthetic.val.y[:64])
+    loss, logs = clf.loss(b)
+    recon, _ = clf.backbone.loss(b)
+    assert loss.item() == pytest.approx(
+        logs["ce"].item() + clf.recon_weight * recon.item(), rel=1e-5
+    )
+
+
+def test_scratch_starts_from_random_weights(ae_run, synthetic):
+    model = load_encoder_model(ae_run)
+    cfg = ClassifyConfig(mode="scratch", lr=1e-7, **FAST)  # a learning rate that barely moves
+    res = train_classifier(model, synthetic, cfg)
+    aegen.seed_everything(cfg.seed)
+    fresh = type(model)(model.config)  # what the seed initialises
+    w = res.classifier.backbone.enc[0].weight
+    assert torch.allclose(w, fresh.enc[0].weight, atol=1e-4)
+    assert (w - model.enc[0].weight).abs().mean() > 1e-2  # far from the pretrained weights
+
+
+def test_pretrained_features_beat_random_features_with_a_linear_probe(ae_run, synthetic):
+    pretrained = load_encoder_model(ae_run)
+    aegen.seed_everything(0)
+    random_init = type(pretrained)(pretrained.config).eval()
+    cfg = ClassifyConfig(
+        mode="probe", labels=0.1, epochs=3, min_steps=300, batch_size=64, dropout=0
+    )
+    pre = train_classifier(pretrained, synthetic, cfg).test_acc
+    rnd = train_classifier(random_init, synthetic, cfg).test_acc
+    assert pre > rnd + 0.04, (pre, rnd)
+    assert pre > 0.3  # well above chance (0.1)
+
+
+def test_same_seed_same_classifier(ae_run, synthetic):
+    model = load_encoder_model(ae_run)
+    cfg = ClassifyConfig(mode="finetune", **FAST)
+    a = train_classifier(model, synthetic, cfg)
+    b = train_classifier(model, synthetic, cfg)
+    assert _same(_state(a.classifier), _state(b.classifier))
+    assert a.test_acc == b.test_acc
+
+
+def test_vqvae_features_are_its_continuous_encoder_output(synthetic):
+    """Any registered encoder works: a VQ-VAE is fine-tuned through its encoder, not its codebook."""
+    aegen.seed_everything(0)
+    model = aegen.build_model("vqvae", num_codes=16, code_dim=8, hidden=16, res_blocks=1)
+    found = {id(p) for p in encoder_parameters(model)}
+    assert found == {id(p) for p in model.encoder.parameters()}
+    before = _state(model)
+    res = train_classifier(model, synthetic, ClassifyConfig(mode="finetune", **FAST))
+    after = _state(res.classifier.backbone)
+    enc = [k for k in before if k.startswith("encoder.") and before[k].is_floating_point()]
+    dec = [k for k in before if k.startswith("decoder.")]
+    assert enc and dec
+    assert any(not torch.equal(before[k], after[k]) for k in enc)
+    assert _same(after, before, dec)
+    assert 0 <= res.test_acc <= 1 and res.classifier.head.in_features == 8 * 7 * 7
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_classify_writes_a_loadable_classifier(cli, ae_run, tmp_path):
+    out = tmp_path / "clf"
+    r = cli(
+        "classify", ae_run, "--labels", "0.05", "--mode", "finetune", "--out", out,
+        "--epochs", "2", "--min-steps", "20", "--head-steps", "10", "--quiet",
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert "test accuracy" in r.out
+    metrics = json.loads((out / "metrics.json").read_text())["classification"]
+    data = aegen.load_data("synthetic")  # the run's own split (its validation size)
+    assert metrics["n_labeled"] == 10 * round(0.05 * len(data.train) / 10)
+    cm = torch.tensor(metrics["confusion"])
+    assert cm.sum() == len(data.test)
+    assert (out / "confusion.png").stat().st_size > 0
+    clf = load_classifier(out)
+    pred = predict(clf, data.test.x)
+    assert accuracy(confusion_matrix(pred, data.test.y, 10)) == pytest.approx(metrics["test_acc"])
+    again = cli("classify", ae_run, "--out", out, "--quiet")
+    assert_user_error(again, "already holds")
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--labels", "0"], "(0, 1]"),
+        (["--labels", "1.5"], "(0, 1]"),
+        (["--labels", "-0.2"], "(0, 1]"),
+        (["--mode", "telepathy"], "telepathy"),
+    ],
+)
+def test_cli_rejects_bad_arguments(cli, ae_run, tmp_path, args, fragment):
+    out = tmp_path / "clf"
+    r = cli("classify", ae_run, "--out", out, *args)
+    assert_user_error(r, fragment)
+    assert not out.exists()
+
+
+def test_cli_refuses_a_run_without_an_encoder(cli, tmp_path):
+    from aegen.checkpoint import save_model, write_config
+
+    # a real prior run: it has weights but no encoder (registering a fake one here
+    # would leak into other tests' view of the registry)
+    cfg = {"num_codes": 8, "height": 3, "width": 3}
+    prior = tmp_path / "prior"
+    prior.mkdir()
+    write_config(prior, {"model": "pixelcnn", "model_config": cfg})
+    save_model(prior / "model.safetensors", aegen.build("pixelcnn", **cfg))
+    out = tmp_path / "clf"
+    assert_user_error(cli("classify", prior, "--out", out), "without an encoder")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_user_error(cli("classify", empty, "--out", out), "not a run directory")
+    assert not out.exists()
