@@ -73,3 +73,15 @@ def test_gzip_reads_no_more_than_the_header_promises(tmp_path):
     (tmp_path / "flood.gz").write_bytes(flood)
     with pytest.raises(DataError, match="truncated or corrupt"):
         read_idx(tmp_path / "flood.gz")
+
+
+def test_a_zero_dimension_does_not_excuse_a_huge_one():
+    # found by the fuzzer: the payload is empty, but numpy cannot even make that shape
+    import struct
+
+    from aegen.data.idx import parse_idx
+    from aegen.errors import DataError
+
+    data = bytes([0, 0, 8, 4]) + struct.pack(">4I", 0, 15754, 45932, 3186570551)
+    with pytest.raises(DataError, match="too large"):
+        parse_idx(data, "x")

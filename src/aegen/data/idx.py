@@ -55,7 +55,8 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     for d in dims:
         count *= d
     expected = count * dtype.itemsize
-    if expected > MAX_PAYLOAD_BYTES:
+    # a zero dimension makes the payload empty, but the others must still be sane sizes
+    if expected > MAX_PAYLOAD_BYTES or max(dims) * dtype.itemsize > MAX_PAYLOAD_BYTES:
         raise DataError(f"{name}: IDX header declares {dims}, too large to be real")
     actual = len(data) - header
     if actual != expected:
