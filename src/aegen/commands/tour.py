@@ -15,12 +15,24 @@ def add_parser(sub) -> None:
         "primer, VAEs, VQ-VAE and its priors — trained, evaluated and drawn into DIR/report.html. "
         "Run it again with the same --out to resume where it stopped.",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="tour directory (resumed when it holds one)")
-    p.add_argument("--budget", choices=list(BUDGETS), default="quick",
-                   help="quick: about 10 min on 2 cores; full: about an hour; tiny: seconds, for tests")
-    p.add_argument("--data", default="fashion-mnist", help="data set name or IDX directory (default fashion-mnist)")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="tour directory (resumed when it holds one)"
+    )
+    p.add_argument(
+        "--budget",
+        choices=list(BUDGETS),
+        default="quick",
+        help="quick: about 10 min on 2 cores; full: about an hour; tiny: seconds, for tests",
+    )
+    p.add_argument(
+        "--data",
+        default="fashion-mnist",
+        help="data set name or IDX directory (default fashion-mnist)",
+    )
     p.add_argument("--data-dir", default=None, help="where the named data set's files are")
-    p.add_argument("--parts", default=None, metavar="P,P", help=f"only these parts, of: {', '.join(PARTS)}")
+    p.add_argument(
+        "--parts", default=None, metavar="P,P", help=f"only these parts, of: {', '.join(PARTS)}"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars (the stage lines stay)")
     p.set_defaults(func=run)
@@ -30,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from ..pipelines.tour import run_tour
 
     parts = [s.strip() for s in args.parts.split(",") if s.strip()] if args.parts else None
-    report = run_tour(args.out, args.budget, args.data, args.data_dir, args.seed, parts,
-                      progress=not args.quiet)
+    report = run_tour(
+        args.out, args.budget, args.data, args.data_dir, args.seed, parts, progress=not args.quiet
+    )
     print(f"report: {report}")
     return 0

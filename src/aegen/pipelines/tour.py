@@ -68,12 +68,63 @@ class Budget:
 
 
 BUDGETS = {
-    "tiny": Budget("tiny", 600, 1, 1, 20, 1, 1, (0.1, 1.0), 20_000, 1, 1, 1, 20, 20, 4, 1,
-                   (0.3, 0.3, 0.2, 0.2, 0.5)),  # fmt: skip
-    "quick": Budget("quick", 10_000, 2, 1, 100, 2, 3, (0.01, 0.1, 1.0), 200_000, 4, 2, 3, 1000, 200,
-                    50, 1, (2.5, 2.0, 0.3, 1.5, 3.5)),  # fmt: skip
-    "full": Budget("full", 0, 8, 3, 200, 8, 8, (0.01, 0.05, 0.2, 1.0), 1_000_000, 20, 8, 10, 10_000,
-                   1000, 100, 8, (12.0, 14.0, 1.0, 12.0, 20.0)),  # fmt: skip
+    "tiny": Budget(
+        "tiny",
+        600,
+        1,
+        1,
+        20,
+        1,
+        1,
+        (0.1, 1.0),
+        20_000,
+        1,
+        1,
+        1,
+        20,
+        20,
+        4,
+        1,
+        (0.3, 0.3, 0.2, 0.2, 0.5),
+    ),  # fmt: skip
+    "quick": Budget(
+        "quick",
+        10_000,
+        2,
+        1,
+        100,
+        2,
+        3,
+        (0.01, 0.1, 1.0),
+        200_000,
+        4,
+        2,
+        3,
+        1000,
+        200,
+        50,
+        1,
+        (2.5, 2.0, 0.3, 1.5, 3.5),
+    ),  # fmt: skip
+    "full": Budget(
+        "full",
+        0,
+        8,
+        3,
+        200,
+        8,
+        8,
+        (0.01, 0.05, 0.2, 1.0),
+        1_000_000,
+        20,
+        8,
+        10,
+        10_000,
+        1000,
+        100,
+        8,
+        (12.0, 14.0, 1.0, 12.0, 20.0),
+    ),  # fmt: skip
 }
 
 
@@ -135,26 +186,55 @@ class Tour:
             with RunLock(local):
                 pass
             shutil.rmtree(local)
-        self.log(f"  training a feature network for FID/KID ({self.budget.features_epochs} epochs) into {local}")
-        self._features = train_features(self.data(), local, epochs=self.budget.features_epochs,
-                                        seed=self.seed, progress=self.progress)
+        self.log(
+            f"  training a feature network for FID/KID ({self.budget.features_epochs} epochs) into {local}"
+        )
+        self._features = train_features(
+            self.data(),
+            local,
+            epochs=self.budget.features_epochs,
+            seed=self.seed,
+            progress=self.progress,
+        )
         return self._features
 
     # ------------------------------------------------------------------ helpers for the parts
 
-    def train(self, part_dir: Path, key: str, model: str, overrides: list[str] | None = None,
-              epochs: int = 1, phased: dict[str, Any] | None = None) -> tuple[Path, torch.nn.Module]:
+    def train(
+        self,
+        part_dir: Path,
+        key: str,
+        model: str,
+        overrides: list[str] | None = None,
+        epochs: int = 1,
+        phased: dict[str, Any] | None = None,
+    ) -> tuple[Path, torch.nn.Module]:
         """Train (or resume, or reuse) run ``part_dir/key`` and write its test reconstructions."""
         out = part_dir / key
-        run = make_run_config(model, data=self.data_name, overrides=overrides or [], epochs=epochs,
-                              seed=self.seed, limit=self.budget.limit, data_dir=self.data_dir)
+        run = make_run_config(
+            model,
+            data=self.data_name,
+            overrides=overrides or [],
+            epochs=epochs,
+            seed=self.seed,
+            limit=self.budget.limit,
+            data_dir=self.data_dir,
+        )
         want = {**run.to_json(), "phased": phased}
         state = stage_state(out, want, ("model", "model_config", "train", "data", "phased"), key)
         if state == "done" and (out / METRICS_JSON).is_file():
             return out, load(out)
-        self.log(f"  {key}: {'resuming' if state != 'fresh' else 'training'} {model} ({epochs} epochs)")
-        trained = train_run(None if state != "fresh" else run, out, resume=state != "fresh",
-                            progress=self.progress, data=self.data(), phased=phased)
+        self.log(
+            f"  {key}: {'resuming' if state != 'fresh' else 'training'} {model} ({epochs} epochs)"
+        )
+        trained = train_run(
+            None if state != "fresh" else run,
+            out,
+            resume=state != "fresh",
+            progress=self.progress,
+            data=self.data(),
+            phased=phased,
+        )
         finish_run(trained)
         return out, trained.model
 
@@ -162,8 +242,15 @@ class Tour:
         from ..eval.evaluate import EvalOptions
 
         n = min(self.budget.eval_n, len(self.data().test))
-        return EvalOptions(n=n, seed=self.seed, nll_images=min(self.budget.nll_images, len(self.data().test)),
-                           iwae_k=self.budget.iwae_k, kid_subset_size=min(1000, n), kid_subsets=20, **kw)
+        return EvalOptions(
+            n=n,
+            seed=self.seed,
+            nll_images=min(self.budget.nll_images, len(self.data().test)),
+            iwae_k=self.budget.iwae_k,
+            kid_subset_size=min(1000, n),
+            kid_subsets=20,
+            **kw,
+        )
 
     def evaluate(self, run_dir: Path, only: tuple[str, ...], **opts) -> dict[str, Any]:
         """``aegen eval`` on a run, unless its metrics.json already holds these scores."""
@@ -196,22 +283,41 @@ def part_autoencoders(t: Tour, d: Path) -> PartResult:
     runs = {
         "ae-mlp": t.train(d, "ae-mlp", "ae-mlp", epochs=b.ae_epochs),
         "ae-conv": t.train(d, "ae-conv", "ae-conv", epochs=b.ae_epochs),
-        "ae-conv-denoising": t.train(d, "ae-conv-denoising", "ae-conv",
-                                     ["model.noise=gaussian", "model.noise_level=0.3"], epochs=b.ae_epochs),
-        "ae-mlp-phased": t.train(d, "ae-mlp-phased", "ae-mlp", epochs=b.phased_epochs,
-                                 phased={"finetune_epochs": b.phased_epochs}),
+        "ae-conv-denoising": t.train(
+            d,
+            "ae-conv-denoising",
+            "ae-conv",
+            ["model.noise=gaussian", "model.noise_level=0.3"],
+            epochs=b.ae_epochs,
+        ),
+        "ae-mlp-phased": t.train(
+            d,
+            "ae-mlp-phased",
+            "ae-mlp",
+            epochs=b.phased_epochs,
+            phased={"finetune_epochs": b.phased_epochs},
+        ),
     }
     for key, (run_dir, _) in runs.items():
         rec = t.evaluate(run_dir, ("reconstruction",))["reconstruction"]
         r.numbers.append((f"{key}: test PSNR / SSIM", f"{rec['psnr']:.2f} dB / {rec['ssim']:.4f}"))
         r.runs.append(t.rel(run_dir))
     conv_dir, conv = runs["ae-conv"]
-    r.figures.append((t.rel(conv_dir / "samples" / "reconstructions.png"),
-                      "Test images (odd rows) and the conv AE's reconstructions (even rows): the code keeps "
-                      "the shape and the shading, and loses fine texture."))
+    r.figures.append(
+        (
+            t.rel(conv_dir / "samples" / "reconstructions.png"),
+            "Test images (odd rows) and the conv AE's reconstructions (even rows): the code keeps "
+            "the shape and the shading, and loses fine texture.",
+        )
+    )
     scatter = latent_scatter(d / "latent_scatter.png", conv, t.data())
-    r.figures.append((t.rel(scatter), "The test set's codes, first two principal components, coloured by "
-                      "class: classes form regions although no label was used in training."))
+    r.figures.append(
+        (
+            t.rel(scatter),
+            "The test set's codes, first two principal components, coloured by "
+            "class: classes form regions although no label was used in training.",
+        )
+    )
 
     # denoising: the same noisy inputs through the plain and the denoising conv AE
     den = runs["ae-conv-denoising"][1]
@@ -222,13 +328,25 @@ def part_autoencoders(t: Tour, d: Path) -> PartResult:
     p_plain, p_den = float(psnr(plain_out, x).mean()), float(psnr(den_out, x).mean())
     grid = torch.cat([x[:10], noisy[:10].clamp(0, 1), plain_out[:10], den_out[:10]])
     save_grid(d / "denoising.png", grid)
-    r.figures.append((t.rel(d / "denoising.png"), "Rows: clean test images, with Gaussian noise (σ = 0.3), "
-                      "the plain conv AE's output, the denoising AE's output (trained on noisy inputs)."))
-    r.numbers.append(("noisy inputs → clean: PSNR plain AE vs denoising AE", f"{p_plain:.2f} vs {p_den:.2f} dB"))
+    r.figures.append(
+        (
+            t.rel(d / "denoising.png"),
+            "Rows: clean test images, with Gaussian noise (σ = 0.3), "
+            "the plain conv AE's output, the denoising AE's output (trained on noisy inputs).",
+        )
+    )
+    r.numbers.append(
+        ("noisy inputs → clean: PSNR plain AE vs denoising AE", f"{p_plain:.2f} vs {p_den:.2f} dB")
+    )
 
     plane = run_plane_demo(d / "plane", epochs=b.plane_epochs, seed=t.seed)
-    r.figures.append((t.rel(d / "plane" / "plane.png"), "3-D points that lie near a plane, and a linear "
-                      "3→2→3 autoencoder's reconstructions: it finds the plane, as PCA does."))
+    r.figures.append(
+        (
+            t.rel(d / "plane" / "plane.png"),
+            "3-D points that lie near a plane, and a linear "
+            "3→2→3 autoencoder's reconstructions: it finds the plane, as PCA does.",
+        )
+    )
     r.numbers.append(("plane: linear AE test MSE / PCA optimum", f"{plane['ratio']:.4f}"))
     return r
 
@@ -239,17 +357,41 @@ def part_classification(t: Tour, d: Path) -> PartResult:
 
     b, r = t.budget, PartResult()
     columns = [c for c in COLUMNS if c.name in ("probe", "finetune", "scratch")]
-    rows = run_semisup(d, t.data(), b.fractions, 1, models=("ae-conv",), ae_epochs=b.semisup_ae_epochs,
-                       base=ClassifyConfig(epochs=b.classify_epochs), columns=columns,
-                       progress=t.progress, log=t.log)
+    min_steps = {"tiny": 20, "quick": 200}.get(
+        b.name, 500
+    )  # optimiser steps even for 1 % of the labels
+    rows = run_semisup(
+        d,
+        t.data(),
+        b.fractions,
+        1,
+        models=("ae-conv",),
+        ae_epochs=b.semisup_ae_epochs,
+        base=ClassifyConfig(
+            epochs=b.classify_epochs, min_steps=min_steps, head_steps=min_steps // 2
+        ),
+        columns=columns,
+        progress=t.progress,
+        log=t.log,
+    )
     for row in sorted(rows, key=lambda r: (r["fraction"], r["column"])):
-        r.numbers.append((f"{row['fraction']:g} of labels ({row['n_labeled']}), {row['column']}",
-                          f"{row['test_acc']:.2%}"))
+        r.numbers.append(
+            (
+                f"{row['fraction']:g} of labels ({row['n_labeled']}), {row['column']}",
+                f"{row['test_acc']:.2%}",
+            )
+        )
     for name, caption in (
-        ("accuracy_vs_labels.png", "Test accuracy against the share of labelled images: a classifier on the "
-                                   "AE's features against one trained from scratch on the same labels."),
-        ("confusion_best.png", "Confusion matrix of the best classifier: which classes it mixes up (shirts, "
-                               "T-shirts, pullovers and coats on Fashion-MNIST)."),
+        (
+            "accuracy_vs_labels.png",
+            "Test accuracy against the share of labelled images: a classifier on the "
+            "AE's features against one trained from scratch on the same labels.",
+        ),
+        (
+            "confusion_best.png",
+            "Confusion matrix of the best classifier: which classes it mixes up (shirts, "
+            "T-shirts, pullovers and coats on Fashion-MNIST).",
+        ),
     ):
         if (d / name).is_file():
             r.figures.append((t.rel(d / name), caption))
@@ -260,15 +402,15 @@ def part_classification(t: Tour, d: Path) -> PartResult:
 PRIMER_CAPTIONS = {
     "cameraman.png": "The cameraman photograph and its 256-bin histogram: the pmf of its gray levels.",
     "inverse_cdf.png": "Evenly spaced uniform numbers mapped through the inverse CDF: levels with much mass "
-                       "get many of them, so space is stretched there and compressed elsewhere.",
+    "get many of them, so space is stretched there and compressed elsewhere.",
     "sampled_pmf.png": "A histogram of draws made that way, over the true pmf: the transform samples the pmf.",
     "iid_cameraman.png": "Pixels drawn i.i.d. from the histogram: the right gray levels, but no image — "
-                         "the histogram knows nothing of neighbours.",
+    "the histogram knows nothing of neighbours.",
     "gaussian_1d.png": "g = m + s·randn: a histogram of draws against the Gaussian pdf.",
     "gaussian_2d.png": "2-D Gaussians, diagonal and correlated covariance: draws and density contours.",
     "conditional.png": "p(y | x) of a 2-D Gaussian: a slice of the joint, renormalised — itself a Gaussian.",
     "kl_examples.png": "KL divergence of two pmfs and of two Gaussians, both directions: closed form and "
-                       "Monte Carlo agree, and KL is not symmetric.",
+    "Monte Carlo agree, and KL is not symmetric.",
     "kl_vae.png": "The VAE's KL term for one latent dimension, as μ and σ move away from the prior N(0, 1).",
 }
 
@@ -281,12 +423,26 @@ def part_primer(t: Tour, d: Path) -> PartResult:
     for name in FIGURES:
         r.figures.append((t.rel(d / name), PRIMER_CAPTIONS.get(name, name)))
     s, iid = n["sampled_pmf"], n["iid"]
-    r.numbers.append((f"{s['n']:,} inverse-CDF draws: total variation from the pmf", _f(s["total_variation"])))
-    r.numbers.append(("neighbour correlation: photograph vs i.i.d. pixels",
-                      f"{iid['neighbour_correlation_original']:.3f} vs {iid['neighbour_correlation_iid']:.3f}"))
-    for label, block in (("categorical", n["kl"]["categorical"]), ("Gaussian", n["kl"]["gaussian"])):
+    r.numbers.append(
+        (f"{s['n']:,} inverse-CDF draws: total variation from the pmf", _f(s["total_variation"]))
+    )
+    r.numbers.append(
+        (
+            "neighbour correlation: photograph vs i.i.d. pixels",
+            f"{iid['neighbour_correlation_original']:.3f} vs {iid['neighbour_correlation_iid']:.3f}",
+        )
+    )
+    for label, block in (
+        ("categorical", n["kl"]["categorical"]),
+        ("Gaussian", n["kl"]["gaussian"]),
+    ):
         k = block["P||Q"]
-        r.numbers.append((f"{label} KL(P‖Q), closed form vs Monte Carlo (nats)", f"{_f(k['closed'])} vs {_f(k['mc'])}"))
+        r.numbers.append(
+            (
+                f"{label} KL(P‖Q), closed form vs Monte Carlo (nats)",
+                f"{_f(k['closed'])} vs {_f(k['mc'])}",
+            )
+        )
     return r
 
 
@@ -298,29 +454,44 @@ def part_vae(t: Tour, d: Path) -> PartResult:
         m = t.evaluate(rd, ("reconstruction", "samples", "likelihood"))
         key = rd.name
         s, lik = m["samples"], m["likelihood"]
-        r.numbers.append((f"{key}: test NLL (IWAE, k = {b.iwae_k})", f"{lik['nll_nats']:.2f} nats, "
-                          f"{lik['bits_per_dim']:.4f} bits/dim"))
-        r.numbers.append((f"{key}: FID / precision / recall ({s['n_samples']} samples)",
-                          f"{s['fid']:.2f} / {s['precision']:.3f} / {s['recall']:.3f}"))
+        r.numbers.append(
+            (
+                f"{key}: test NLL (IWAE, k = {b.iwae_k})",
+                f"{lik['nll_nats']:.2f} nats, {lik['bits_per_dim']:.4f} bits/dim",
+            )
+        )
+        r.numbers.append(
+            (
+                f"{key}: FID / precision / recall ({s['n_samples']} samples)",
+                f"{s['fid']:.2f} / {s['precision']:.3f} / {s['recall']:.3f}",
+            )
+        )
         diag = m.get("diagnostics", {})
         if "active_units" in diag:
-            r.numbers.append((f"{key}: active latent units", f"{diag['active_units']} of {diag.get('latent_dim', '?')}"))
+            r.numbers.append(
+                (
+                    f"{key}: active latent units",
+                    f"{diag['active_units']} of {diag.get('latent_dim', '?')}",
+                )
+            )
         r.runs.append(t.rel(rd))
     captions = {
         "samples.png": "Samples: decode z ~ N(0, I). Recognisable garments, and blurrier than the data — "
-                       "the Bernoulli/Gaussian decoder averages over what z does not pin down.",
+        "the Bernoulli/Gaussian decoder averages over what z does not pin down.",
         "reconstructions.png": "Test images (odd rows) and their reconstructions (even rows) through μ(x).",
         "interpolation.png": "Decoding points on the line between two test images' codes: the latent space "
-                             "is smooth, every point in between decodes to a garment.",
+        "is smooth, every point in between decodes to a garment.",
         "kl_per_dim.png": "KL per latent dimension: dimensions near zero are inactive (posterior collapse "
-                          "there); the others carry the information.",
+        "there); the others carry the information.",
         "manifold.png": "The 2-D latent space decoded over a grid of the prior's quantiles: the learned "
-                        "manifold of garments.",
+        "manifold of garments.",
         "latent_scatter.png": "The test set's μ(x) in the 2-D latent space, coloured by class.",
     }
     for rd in (run_dir, two_d):
         for png in sorted((rd / "samples").glob("*.png")):
-            if png.name in captions and not (rd is run_dir and png.name in ("manifold.png", "latent_scatter.png")):
+            if png.name in captions and not (
+                rd is run_dir and png.name in ("manifold.png", "latent_scatter.png")
+            ):
                 r.figures.append((t.rel(png), f"{rd.name}: {captions[png.name]}"))
     return r
 
@@ -330,15 +501,26 @@ def part_vqvae(t: Tour, d: Path) -> PartResult:
 
     b, r = t.budget, PartResult()
     t.log("  VQ-VAE and the transformer prior: the four stages")
-    run_pipeline(d, prior="transformer", data=t.data_name, data_dir=t.data_dir, limit=t.budget.limit,
-                 vqvae_epochs=b.vq_epochs, prior_epochs=b.prior_epochs, seed=t.seed, progress=t.progress)
+    run_pipeline(
+        d,
+        prior="transformer",
+        data=t.data_name,
+        data_dir=t.data_dir,
+        limit=t.budget.limit,
+        vqvae_epochs=b.vq_epochs,
+        prior_epochs=b.prior_epochs,
+        seed=t.seed,
+        progress=t.progress,
+    )
     vq = d / "vqvae"
     rec = t.evaluate(vq, ("reconstruction",))["reconstruction"]
     codes = load_codes(d / "codes")
     r.numbers.append(("VQ-VAE test PSNR / SSIM", f"{rec['psnr']:.2f} dB / {rec['ssim']:.4f}"))
     meta = codes.meta
     if "perplexity" in meta:
-        r.numbers.append(("codebook perplexity (of K codes)", f"{meta['perplexity']:.1f} of {codes.num_codes}"))
+        r.numbers.append(
+            ("codebook perplexity (of K codes)", f"{meta['perplexity']:.1f} of {codes.num_codes}")
+        )
     priors = {"transformer": d / "prior"}
     for name in ("pixelcnn", "pixelrnn"):
         pdir = d / f"prior-{name}"
@@ -352,8 +534,15 @@ def part_vqvae(t: Tour, d: Path) -> PartResult:
             if resume:
                 train_prior(d / "codes", name, pdir, resume=True, progress=t.progress, codes=codes)
             else:
-                train_prior(d / "codes", name, pdir, progress=t.progress, codes=codes, epochs=b.prior_epochs,
-                            seed=t.seed)
+                train_prior(
+                    d / "codes",
+                    name,
+                    pdir,
+                    progress=t.progress,
+                    codes=codes,
+                    epochs=b.prior_epochs,
+                    seed=t.seed,
+                )
         png = pdir / "samples" / "samples.png"
         if not png.is_file():
             ensure_dir(png.parent)
@@ -362,19 +551,39 @@ def part_vqvae(t: Tour, d: Path) -> PartResult:
     for name, pdir in priors.items():
         m = t.evaluate(pdir, ("samples",), vqvae_dir=str(vq))
         s = m["samples"]
-        r.numbers.append((f"{name}: test NLL, bits per code", f"{m['prior']['test_nll_bits']:.3f} "
-                          f"(unigram entropy {m['prior']['test_unigram_entropy_bits']:.3f})"))
-        r.numbers.append((f"{name}: FID / precision / recall ({s['n_samples']} samples)",
-                          f"{s['fid']:.2f} / {s['precision']:.3f} / {s['recall']:.3f}"))
+        r.numbers.append(
+            (
+                f"{name}: test NLL, bits per code",
+                f"{m['prior']['test_nll_bits']:.3f} "
+                f"(unigram entropy {m['prior']['test_unigram_entropy_bits']:.3f})",
+            )
+        )
+        r.numbers.append(
+            (
+                f"{name}: FID / precision / recall ({s['n_samples']} samples)",
+                f"{s['fid']:.2f} / {s['precision']:.3f} / {s['recall']:.3f}",
+            )
+        )
         r.runs.append(t.rel(pdir))
-    r.figures.append((t.rel(vq / "samples" / "reconstructions.png"),
-                      "Stage 1: test images (odd rows) through the VQ-VAE (even rows): each is rebuilt "
-                      "from a 7×7 grid of codebook indices."))
-    samples = {"transformer": d / "samples" / "samples.png", **{n: priors[n] / "samples" / "samples.png"
-                                                                 for n in ("pixelcnn", "pixelrnn")}}
+    r.figures.append(
+        (
+            t.rel(vq / "samples" / "reconstructions.png"),
+            "Stage 1: test images (odd rows) through the VQ-VAE (even rows): each is rebuilt "
+            "from a 7×7 grid of codebook indices.",
+        )
+    )
+    samples = {
+        "transformer": d / "samples" / "samples.png",
+        **{n: priors[n] / "samples" / "samples.png" for n in ("pixelcnn", "pixelrnn")},
+    }
     for name, png in samples.items():
-        r.figures.append((t.rel(png), f"Stages 3–4: code grids drawn from the {name} prior (one class per row) "
-                          "and decoded by the VQ-VAE into new images."))
+        r.figures.append(
+            (
+                t.rel(png),
+                f"Stages 3–4: code grids drawn from the {name} prior (one class per row) "
+                "and decoded by the VQ-VAE into new images.",
+            )
+        )
     return r
 
 
@@ -433,9 +642,16 @@ def _read_state(out: Path) -> dict[str, Any] | None:
         raise UserError(f"{p}: unreadable; remove it to start the tour again") from None
 
 
-def run_tour(out_dir: str | Path, budget: str = "quick", data: str = "fashion-mnist", data_dir: str | None = None,
-             seed: int = 0, parts: list[str] | None = None, progress: bool = True,
-             log: Callable[[str], None] | None = None) -> Path:
+def run_tour(
+    out_dir: str | Path,
+    budget: str = "quick",
+    data: str = "fashion-mnist",
+    data_dir: str | None = None,
+    seed: int = 0,
+    parts: list[str] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Path:
     """Run (or resume) the tour into ``out_dir`` and write its report; return the report's path."""
     if budget not in BUDGETS:
         raise UserError(f"unknown budget {budget!r}; choose from {', '.join(BUDGETS)}")
@@ -456,8 +672,10 @@ def run_tour(out_dir: str | Path, budget: str = "quick", data: str = "fashion-mn
         differ = [k for k, v in settings.items() if state.get(k) != v]
         if differ:
             k = differ[0]
-            raise UserError(f"{out} holds a tour with {k}={state.get(k)!r}, not {settings[k]!r}; "
-                            "choose another --out")
+            raise UserError(
+                f"{out} holds a tour with {k}={state.get(k)!r}, not {settings[k]!r}; "
+                "choose another --out"
+            )
     tour = Tour(out, BUDGETS[budget], data, data_dir, seed, progress)
     if log:
         tour.log = log
@@ -483,7 +701,11 @@ def run_tour(out_dir: str | Path, budget: str = "quick", data: str = "fashion-mn
             part_dir = ensure_dir(out / f"{keys.index(key) + 1}-{key}")
             p0 = time.perf_counter()
             result = PARTS[key][2](tour, part_dir)
-            state["parts"][key] = {"seconds": time.perf_counter() - p0, "this_session": True, **asdict(result)}
+            state["parts"][key] = {
+                "seconds": time.perf_counter() - p0,
+                "this_session": True,
+                **asdict(result),
+            }
             atomic_write_json(out / TOUR_JSON, state)
         for part in state["parts"].values():
             part.pop("this_session", None)
@@ -503,20 +725,29 @@ def render_tour(out: Path, state: dict[str, Any]) -> str:
 
     e = html.escape
     total = sum(p.get("seconds", 0) for p in state["parts"].values())
-    meta = (f"budget {e(state['budget'])} · data {e(state['data'])} · seed {state['seed']} · "
-            f"{_clock(total)} of computing · aegen {e(__version__)}")
+    meta = (
+        f"budget {e(state['budget'])} · data {e(state['data'])} · seed {state['seed']} · "
+        f"{_clock(total)} of computing · aegen {e(__version__)}"
+    )
     body = page_head("aegen tour: autoencoders and image generation", meta)
-    body.append("<nav><ol>" + "".join(f'<li><a href="#part-{k}">{e(v[0])}</a></li>' for k, v in PARTS.items())
-                + "</ol></nav>")
+    body.append(
+        "<nav><ol>"
+        + "".join(f'<li><a href="#part-{k}">{e(v[0])}</a></li>' for k, v in PARTS.items())
+        + "</ol></nav>"
+    )
     for key, (title, intro, _) in PARTS.items():
         body.append(f'<section class="part" id="part-{key}"><h2>{e(title)}</h2><p>{e(intro)}</p>')
         part = state["parts"].get(key)
         if part is None:
-            body.append('<p class="warnings">not run yet: run the tour again to add this part</p></section>')
+            body.append(
+                '<p class="warnings">not run yet: run the tour again to add this part</p></section>'
+            )
             continue
         res = PartResult.from_json(part)
-        body.append(f'<p class="meta">{_clock(part.get("seconds", 0))} · files in '
-                    f"{e(str(out / f'{list(PARTS).index(key) + 1}-{key}'))}</p>")
+        body.append(
+            f'<p class="meta">{_clock(part.get("seconds", 0))} · files in '
+            f"{e(str(out / f'{list(PARTS).index(key) + 1}-{key}'))}</p>"
+        )
         if res.numbers:
             body.append('<table class="numbers"><tbody>')
             body += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in res.numbers]
@@ -525,8 +756,10 @@ def render_tour(out: Path, state: dict[str, Any]) -> str:
         for rel, caption in res.figures:
             p = out / rel
             if p.is_file():
-                body.append(f'<figure><img src="{_data_uri(p.read_bytes())}" alt="{e(caption)}">'
-                            f"<figcaption>{e(caption)}</figcaption></figure>")
+                body.append(
+                    f'<figure><img src="{_data_uri(p.read_bytes())}" alt="{e(caption)}">'
+                    f"<figcaption>{e(caption)}</figcaption></figure>"
+                )
         body.append("</div>")
         runs = [out / rd for rd in res.runs if (out / rd / CONFIG).is_file()]
         if runs:
@@ -536,4 +769,3 @@ def render_tour(out: Path, state: dict[str, Any]) -> str:
         body.append("</section>")
     body.append("</body></html>")
     return "\n".join(body) + "\n"
-
