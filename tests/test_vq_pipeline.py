@@ -257,3 +257,26 @@ def test_pipeline_checks_every_setting_before_writing(tmp_path, cli):
     assert_user_error(cli(*args, "--set", "vqvae.model.num_codes=1"), "num_codes")
     assert_user_error(cli(*args, "--set", "size=3"), "vqvae.SECTION.KEY")
     assert not out.exists()
+
+
+def test_prior_trains_data_parallel_like_one_process(done, tmp_path):
+    """torchrun's two gloo processes train the prior to the weights one process reaches."""
+    from conftest import run_cli_subprocess
+    from safetensors.torch import load_file
+
+    out, _ = done
+    common = ["train-prior", out / "codes", "--prior", "transformer", "--epochs", "1", "--batch-size", "50",
+              "--seed", "1", "--quiet"]  # fmt: skip
+    for s in TINY:
+        if s.startswith("prior."):
+            common += ["--set", s.removeprefix("prior.")]
+    one = run_cli_subprocess(*common, "--out", tmp_path / "one")
+    two = run_cli_subprocess(*common, "--out", tmp_path / "two", "--nproc", "2")
+    assert one.code == 0 and two.code == 0, two.err
+    a, b = load_file(tmp_path / "one" / MODEL), load_file(tmp_path / "two" / MODEL)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert m2["prior"]["test_nll_bits"] == pytest.approx(m1["prior"]["test_nll_bits"], abs=1e-4)
+    assert m2["likelihood"]["bits_per_code"] == m2["prior"]["test_nll_bits"]
+    assert two.out.count("test NLL") == 1  # one writer, one summary line

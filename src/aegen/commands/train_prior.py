@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 
+from .. import distributed
 from ..cli import nonneg_int, positive_int
-from ..pipelines.vq_prior import train_prior
+from ..pipelines.vq_prior import load_codes, train_prior
 from ..registry import available
+from .train import strip_option
 
 
 def add_parser(sub) -> None:
@@ -35,23 +38,48 @@ def add_parser(sub) -> None:
         help="ignore the labels (default: class-conditional)",
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=None,
+        help="where to train (default auto: CUDA when available)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="data-parallel processes on this machine (launches torchrun)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    trained = train_prior(
-        args.codes_dir,
-        args.prior,
-        args.out,
-        overrides=args.set,
-        conditional=not args.unconditional,
-        resume=args.resume,
-        progress=not args.quiet,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-    )
+    overrides = [*args.set, *([f"train.device={args.device}"] if args.device else [])]
+    if args.nproc > 1 and not distributed.context().world > 1 and "WORLD_SIZE" not in os.environ:
+        load_codes(
+            args.codes_dir
+        )  # a bad codes directory is reported here, once, not by every rank
+        return distributed.launch(strip_option(args.argv, "--nproc"), args.nproc)
+    ctx = distributed.setup(args.device or "auto")
+    try:
+        trained = train_prior(
+            args.codes_dir,
+            args.prior,
+            args.out,
+            overrides=overrides,
+            conditional=not args.unconditional,
+            resume=args.resume,
+            progress=not args.quiet,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+    finally:
+        distributed.teardown()
+    if not ctx.is_main:
+        return 0
     m = trained.metrics
     print(
         f"{args.out}: test NLL {m['test_nll_bits']:.3f} bits/code; unigram entropy of the test "

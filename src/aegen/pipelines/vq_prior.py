@@ -55,6 +55,8 @@ from ..checkpoint import (
 from ..config import RunConfig, TrainConfig, apply_overrides, from_dict, to_dict
 from ..data.datasets import Dataset, Split
 from ..data.loader import to_float
+from ..distributed import barrier
+from ..distributed import context as dist_context
 from ..errors import CheckpointError, ConfigError, DataError, UserError
 from ..eval.metrics import read_metrics_json, update_metrics_json
 from ..files import RunLock, atomic_write_bytes, atomic_write_json, ensure_dir
@@ -410,22 +412,35 @@ def train_prior(
             f"train.batch_size={run.train.batch_size} is larger than the "
             f"{len(codes.data.train)} training grids"
         )
+    ctx = dist_context()  # under torchrun: every rank trains, rank 0 alone writes
+    if run.train.batch_size % ctx.world:
+        raise UserError(
+            f"train.batch_size={run.train.batch_size} must be divisible by the {ctx.world} processes"
+        )
     seed_everything(run.train.seed)
     model = entry(run.model, "prior").cls(run.model_config)
-    ensure_dir(out)
-    with RunLock(out):
-        if not resume:
+    barrier()  # every rank has checked the directory before rank 0 writes into it
+    lock = RunLock(out)
+    if ctx.is_main:
+        ensure_dir(out)
+        lock.acquire()
+    metrics: dict[str, Any] = {}
+    try:
+        if not resume and ctx.is_main:
             write_config(out, _prior_json(run, codes))
         trainer = Trainer(model, run.train, out, progress=progress, metadata={"model": run.model})
         trainer.fit(codes.data, resume=resume)
-        metrics = _prior_metrics(model, codes)
-        # the same number as a likelihood section, so `aegen report` lists it among the scores
-        likelihood = {
-            "bits_per_code": metrics["test_nll_bits"],
-            "n": metrics["n_test"],
-            "split": "test",
-        }
-        update_metrics_json(out, {"prior": metrics, "likelihood": likelihood})
+        if ctx.is_main:
+            metrics = _prior_metrics(model, codes)
+            # the same number as a likelihood section, so `aegen report` lists it among the scores
+            likelihood = {
+                "bits_per_code": metrics["test_nll_bits"],
+                "n": metrics["n_test"],
+                "split": "test",
+            }
+            update_metrics_json(out, {"prior": metrics, "likelihood": likelihood})
+    finally:
+        lock.release()
     return TrainedPrior(model.eval(), out, metrics)
 
 
