@@ -55,6 +55,31 @@ def ws(tmp_path_factory):
     (magic / "t10k-labels-idx1-ubyte").write_bytes(
         b"\x12\x34" + (magic / "t10k-labels-idx1-ubyte").read_bytes()[2:]
     )
+    # the VQ pipeline's files: a VQ-VAE run, its codes (and a copy with a code out of range), a prior
+    vq_tiny = ["model.num_codes=32", "model.code_dim=8", "model.hidden=16", "model.res_hidden=8"]
+    sets = [a for s in vq_tiny for a in ("--set", s)]
+    assert main(["train", "vqvae", "--out", str(w / "vq"), *TINY, *sets]) == 0
+    assert main(["encode", str(w / "vq"), "--out", str(w / "codes"), *TINY[:4], "--quiet"]) == 0
+    prior = ["--epochs", "1", "--batch-size", "50", "--quiet", "--set", "model.d_model=32"]
+    assert (
+        main(
+            [
+                "train-prior",
+                str(w / "codes"),
+                "--prior",
+                "transformer",
+                "--out",
+                str(w / "prior"),
+                *prior,
+            ]
+        )
+        == 0
+    )
+    shutil.copytree(w / "codes", w / "codes_big")
+    grids = np.load(w / "codes_big" / "test.npy")
+    grids[0, 0, 0] = 32  # one past the codebook
+    np.save(w / "codes_big" / "test.npy", grids)
+
     _idx_dir(w / "count", n_labels=59)
     _idx_dir(w / "dims", shape=(32, 32))
     (w / "a_file").write_text("not a directory")
@@ -124,6 +149,17 @@ CASES = [
     ("reconstruct {ws}/bad_shapes --out {ws}/r.png", ["shape"]),
     ("reconstruct {ws}/empty_file --out {ws}/r.png", ["not a run directory"]),
     ("info {ws}/a_file", ["no such run directory"]),
+    ("classify {ws}/run --labels 1.5 --out {ws}/o", ["(0, 1]"]),
+    ("semisup --data synthetic --fractions 0,0.5 --out {ws}/o", ["(0, 1]"]),
+    ("encode {ws}/run --out {ws}/o", ["needs a vqvae run"]),
+    ("train-prior {ws}/codes_big --prior pixelcnn --out {ws}/o", ["outside the codebook"]),
+    ("train-prior {ws}/vq --prior pixelcnn --out {ws}/o", ["not a codes directory"]),
+    ("generate {ws}/prior --vqvae {ws}/prior --out {ws}/r.png", ["vqvae"]),
+    ("generate {ws}/vq --vqvae {ws}/vq --out {ws}/r.png", ["not a prior run"]),
+    ("eval {ws}/run --n 5", ["at least 10"]),
+    ("report {ws}/run --out {ws}/r.txt", [".html"]),
+    ("tour --out {ws}/run --budget tiny --data synthetic", ["not empty"]),
+    ("bench --json {ws}/run", ["is a directory"]),
 ]
 
 
