@@ -28,11 +28,14 @@ def test_trainer_overhead_case_for_a_model_and_a_prior(small_synthetic):
         batch_size=16,
         steps=2,
         repeats=1,
+        min_seconds=0,
         train=_model_defaults("ae-mlp"),
     )
     _well_formed(c)
     assert c.name == "trainer_overhead/ae-mlp" and c.baseline is not None
-    p = trainer_overhead.measure("transformer", _code_data(32), batch_size=16, steps=2, repeats=1)
+    p = trainer_overhead.measure(
+        "transformer", _code_data(32), batch_size=16, steps=2, repeats=1, min_seconds=0
+    )
     _well_formed(p)
 
 

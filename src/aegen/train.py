@@ -368,9 +368,10 @@ class Trainer:
 
     def _all_finite(self, loss: torch.Tensor) -> bool:
         """Whether the loss is finite on every rank (all ranks must agree to skip or stop)."""
+        if self.world == 1:  # one sync and no extra tensors: this runs every step
+            return math.isfinite(float(loss.detach()))
         bad = (~torch.isfinite(loss.detach())).float().reshape(1)
-        if self.world > 1:
-            dist.all_reduce(bad)
+        dist.all_reduce(bad)
         return not bool(bad.item())
 
     def _reduce(self, sums: dict[str, Any], count: float) -> dict[str, float]:

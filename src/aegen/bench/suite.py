@@ -119,7 +119,7 @@ def run_suite(
 ) -> dict:
     """Run every case and print (and write) the JSON report."""
     limit = 2000 if quick else 0
-    steps, repeats = (4, 2) if quick else (30, 5)
+    steps, repeats, min_s = (4, 2, 0.2) if quick else (30, 5, 1.0)
     ds = load_data(data, val_size=0, limit=limit)
     cases: list[Case] = []
     t0 = time.perf_counter()
@@ -128,15 +128,22 @@ def run_suite(
         print(f"bench: {what} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
 
     # trainer overhead: every model and every prior
-    codes = _code_data(steps * 128)
+    codes = _code_data(512 if quick else 8192)  # random grids: speed does not depend on the values
     for name in available("model"):
         cases.append(
             trainer_overhead.measure(
-                name, ds, steps=steps, repeats=repeats, train=_model_defaults(name)
+                name,
+                ds,
+                steps=steps,
+                repeats=repeats,
+                train=_model_defaults(name),
+                min_seconds=min_s,
             )
         )
     for name in available("prior"):
-        cases.append(trainer_overhead.measure(name, codes, steps=steps, repeats=repeats))
+        cases.append(
+            trainer_overhead.measure(name, codes, steps=steps, repeats=repeats, min_seconds=min_s)
+        )
     done("trainer overhead")
 
     # the machine's peak and the fraction of it training reaches

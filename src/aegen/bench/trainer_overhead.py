@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import time
 
 import torch
 
@@ -51,6 +53,7 @@ def measure(
     steps: int = 30,
     repeats: int = 5,
     train: TrainConfig | None = None,
+    min_seconds: float = 1.0,
 ) -> Case:
     """The Trainer's and the bare loop's images/s for model ``name``, interleaved."""
     seed_everything(0)
@@ -89,6 +92,16 @@ def measure(
         return steps * batch_size
 
     bare(), trainer()  # warm-up: allocator, oneDNN kernels, compiled graphs
+    # Fast models take milliseconds per step: time enough steps (up to the data at hand)
+    # that each repeat lasts about min_seconds, so fixed costs and timer noise do not decide.
+    t0 = time.perf_counter()
+    bare()
+    per_step = (time.perf_counter() - t0) / steps
+    more = min(len(data.train) // batch_size, math.ceil(min_seconds / max(per_step, 1e-9)))
+    if more > steps:
+        steps, n = more, more * batch_size
+        subset = dataclasses.replace(subset, train=Split(data.train.x[:n], data.train.y[:n]))
+        bare(), trainer()
     rates = interleaved({"bare": bare, "trainer": trainer}, repeats=repeats)
     return Case(
         f"trainer_overhead/{name}",
