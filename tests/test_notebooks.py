@@ -61,3 +61,23 @@ def test_notebook_runs(path, tmp_path):
         if "image/png" in o.get("data", {})
     ]
     assert images, "a notebook should show at least one figure"
+
+
+def test_library_figures_leave_pyplot_backend_alone(tmp_path):
+    """aegen draws its PNGs without touching pyplot: a notebook's later plt.show() still shows.
+
+    (It used to switch pyplot to Agg, so every figure after, say, a confusion
+    matrix was silently dropped from the notebook.)
+    """
+    import matplotlib.pyplot as plt
+
+    from aegen.viz import plot_curves
+
+    before = plt.get_backend()
+    plt.switch_backend("svg")  # any backend other than Agg, available without a display
+    try:
+        png = plot_curves(tmp_path / "c.png", [{"epoch": 1, "loss": 2.0}], ["loss"])
+        assert plt.get_backend() == "svg"
+    finally:
+        plt.switch_backend(before)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

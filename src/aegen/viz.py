@@ -93,23 +93,21 @@ def save_recon_grid(
 
 
 def figure(width: float = 6.0, height: float = 4.0):
-    """A matplotlib figure on the Agg backend (no display needed)."""
-    import matplotlib
+    """A matplotlib figure that only draws to files (no display needed).
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    A bare ``Figure``, not pyplot's: switching pyplot's backend to Agg here would
+    silently stop every later ``plt.show()`` of a notebook that called us.
+    """
+    from matplotlib.figure import Figure
 
-    return plt.figure(figsize=(width, height), dpi=100)
+    return Figure(figsize=(width, height), dpi=100)
 
 
 def save_figure(fig: Any, path: str | os.PathLike) -> Path:
-    """Write a matplotlib figure as PNG atomically and close it."""
-    import matplotlib.pyplot as plt
-
+    """Write a matplotlib figure as PNG atomically."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
 
