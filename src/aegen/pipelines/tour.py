@@ -517,10 +517,12 @@ def part_vqvae(t: Tour, d: Path) -> PartResult:
     codes = load_codes(d / "codes")
     r.numbers.append(("VQ-VAE test PSNR / SSIM", f"{rec['psnr']:.2f} dB / {rec['ssim']:.4f}"))
     meta = codes.meta
-    if "perplexity" in meta:
-        r.numbers.append(
-            ("codebook perplexity (of K codes)", f"{meta['perplexity']:.1f} of {codes.num_codes}")
+    r.numbers.append(
+        (
+            "codes used on the test set; perplexity (of K)",
+            f"{meta['test_codes_used']}; {meta['test_perplexity']:.1f} (of {codes.num_codes})",
         )
+    )
     priors = {"transformer": d / "prior"}
     for name in ("pixelcnn", "pixelrnn"):
         pdir = d / f"prior-{name}"
