@@ -25,6 +25,9 @@ COMMANDS = [
     "reconstruct",
     "info",
     "demo",
+    "sample",
+    "interpolate",
+    "sweep-beta",
 ]
 
 

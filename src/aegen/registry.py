@@ -34,7 +34,7 @@ _REGISTRY: dict[str, Entry] = {}
 
 # Modules whose import registers their classes; imported lazily on first lookup so
 # `import aegen` stays cheap and a broken optional module cannot hide the others.
-_MODULES = ("aegen.models.ae",)
+_MODULES = ("aegen.models.ae", "aegen.models.vae")
 
 
 def register(name: str, config_cls: type, kind: str = "model"):

@@ -1,0 +1,1 @@
+"""Multi-step jobs over run directories; each composes training and evaluation."""
