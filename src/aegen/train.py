@@ -224,7 +224,9 @@ class Trainer:
         self.rank, self.world = 0, 1
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused or None
+        )
         self.step = 0
         self.epoch = 0
         self.step_in_epoch = 0

@@ -42,7 +42,7 @@ __all__ = [
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active if Cov_x(E[z_j|x]) > 0.01
 NLL_K = 100  # importance samples for the test NLL
-NLL_IMAGES = 2000  # test images the IWAE NLL is averaged over (k decoder passes each)
+NLL_IMAGES: int | None = None  # test images the IWAE NLL averages over (None: all of them)
 SHARPNESS_IMAGES = 1000
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
 
@@ -68,7 +68,7 @@ def vae_diagnostics(
     model: Any,
     split: Split,
     k: int = NLL_K,
-    nll_images: int = NLL_IMAGES,
+    nll_images: int | None = NLL_IMAGES,
     sharpness_images: int = SHARPNESS_IMAGES,
     seed: int = 0,
     batch_size: int = 500,
@@ -94,9 +94,10 @@ def vae_diagnostics(
     kl_dim = torch.cat(kl_dims).mean(0)  # (D,) nats, mean over images
     active = active_units(mu)
     d = mu.shape[1]
-    elbo = torch.cat(elbos).mean().item()
+    elbo_all = torch.cat(elbos)  # (N,)
+    elbo = elbo_all.mean().item()
 
-    m = min(n, nll_images)
+    m = n if nll_images is None else min(n, nll_images)
     ll = torch.cat(
         [
             model.log_likelihood(to_float(split.x[s : min(m, s + batch_size)]), k=k, generator=g)
@@ -137,6 +138,7 @@ def vae_diagnostics(
         "nll_bits_per_dim": nll / (pixels * math.log(2)),
         "nll_k": k,
         "nll_images": m,
+        "elbo_nll_images": elbo_all[:m].mean().item(),  # the ELBO on the images the NLL used
         "sharpness": {
             "data": sharp_data,
             "samples": sharp_samples,
@@ -194,7 +196,11 @@ def write_latent_pictures(
 
 
 def write_vae_report(
-    model: Any, data: Dataset, run_dir: str | Path, k: int = NLL_K, nll_images: int = NLL_IMAGES
+    model: Any,
+    data: Dataset,
+    run_dir: str | Path,
+    k: int = NLL_K,
+    nll_images: int | None = NLL_IMAGES,
 ) -> dict[str, float]:
     """Diagnostics on the test set into ``metrics.json`` ("vae") and pictures into ``samples/``.
 
