@@ -332,3 +332,18 @@ def test_vae_mlp_learns_fashion_mnist(fashion_small, tmp_path):
     assert diag["nll"] < -diag["elbo"]
     assert diag["active_units"] >= 8 and not diag["posterior_collapse"]
     assert diag["sharpness"]["samples_vs_data"] < 1  # VAE samples are blurrier than the data
+
+
+def test_fused_adamw_option_trains_like_the_default(small_synthetic):
+    """train.fused (added for the VAE defaults) changes the kernel, not the optimisation."""
+    weights = []
+    for fused in (False, True):
+        aegen.seed_everything(0)
+        model = aegen.build_model("vae-mlp", **SMALL)
+        cfg = TrainConfig(epochs=1, batch_size=100, lr=3e-3, fused=fused)
+        trainer = aegen.Trainer(model, cfg, None, progress=False)
+        assert bool(trainer.optimizer.defaults["fused"]) is fused
+        trainer.fit(small_synthetic)
+        weights.append(model.state_dict())
+    for k, v in weights[0].items():
+        torch.testing.assert_close(weights[1][k], v, rtol=1e-4, atol=1e-5)
