@@ -62,9 +62,11 @@ def cli(capsys):
     return run
 
 
-def run_cli_subprocess(*argv: str, cwd: Path | None = None, timeout: float = 300) -> CliResult:
+def run_cli_subprocess(
+    *argv: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
+) -> CliResult:
     """Run ``python -m aegen`` in a real process (for tracebacks, signals, exit codes)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     p = subprocess.run(
         [sys.executable, "-m", "aegen", *map(str, argv)],
         capture_output=True,

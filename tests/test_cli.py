@@ -126,11 +126,11 @@ def test_user_errors(cli, tmp_path, bad_data, trained_run):
         ),
         (("train", "ae-mlp", "--data", "synthetic", "--out", trained_run), ["already holds a run"]),
         (
-            ("train", "ae-conv", "--data", "synthetic", "--out", trained_run, "--resume"),
+            ("train", "ae-conv", "--out", trained_run, "--resume"),
             ["ae-mlp run"],
         ),
         (
-            ("train", "ae-mlp", "--data", "synthetic", "--out", out, "--resume"),
+            ("train", "ae-mlp", "--out", out, "--resume"),
             ["no such run directory"],
         ),
         (("train", "ae-conv", "--data", "synthetic", "--out", out, "--phased"), ["ae-mlp"]),

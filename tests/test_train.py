@@ -157,3 +157,17 @@ def test_lr_schedule():
     assert lr_at(cfg, 110, 110) == pytest.approx(0.0, abs=1e-12)
     assert lr_at(TrainConfig(lr=0.3, schedule="constant"), 50, 100) == 0.3
     assert not math.isnan(lr_at(cfg, 5, 1))
+
+
+def test_equal_weights_give_equal_files(tmp_path):
+    """safetensors writes metadata in hash order; aegen canonicalises it, so a file hash names weights."""
+    import hashlib
+
+    from aegen.checkpoint import save_model
+
+    model = aegen.build_model("ae-mlp", hidden=(16,), code_dim=4)
+    digests = set()
+    for i in range(8):
+        save_model(tmp_path / f"m{i}.safetensors", model, {"model": "ae-mlp", "tag": "t", "x": str(i % 1)})
+        digests.add(hashlib.sha256((tmp_path / f"m{i}.safetensors").read_bytes()).hexdigest())
+    assert len(digests) == 1

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -163,9 +164,24 @@ PENDING = MODEL + ".pending"
 def _state_bytes(model: torch.nn.Module, metadata: dict[str, str] | None) -> bytes:
     module = getattr(model, "_orig_mod", model)
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    return save_bytes(
-        state, metadata={"format": "pt", "aegen_version": __version__, **(metadata or {})}
-    )
+    meta = {"format": "pt", "aegen_version": __version__, **(metadata or {})}
+    return canonical_safetensors(save_bytes(state, metadata=meta))
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same file with its JSON header's keys sorted: equal weights give equal bytes.
+
+    safetensors writes the metadata map in hash order, so two saves of the same
+    weights can differ byte for byte and a file hash would not identify the weights.
+    The header is re-serialised with sorted keys and padded with spaces (as the
+    format allows) to its original length, so the tensor offsets stay valid.
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    if len(text) > n:  # cannot happen for the same content; keep the original if it does
+        return data
+    return data[:8] + text.ljust(n, b" ") + data[8 + n :]
 
 
 def write_checkpoint(
@@ -204,7 +220,9 @@ def read_train_state(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not p.is_file():
         raise CheckpointError(f"{d}: nothing to resume (no {TRAIN_STATE})")
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickles before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to unpickle safely is a bad file
         raise CheckpointError(f"{p}: not a loadable training state ({type(e).__name__})") from None
     if not isinstance(state, dict) or "weights_sha256" not in state:

@@ -12,9 +12,11 @@ import argparse
 import errno
 import importlib
 import math
+import os
 import sys
 
 from . import __version__
+from .distributed import ERROR_FILE_ENV, report_error
 from .errors import UserError
 
 __all__ = ["ArgParser", "fraction", "main", "nonneg_int", "positive_float", "positive_int"]
@@ -25,6 +27,11 @@ COMMANDS = [
     "reconstruct",
     "info",
     "demo",
+    "primer",
+    "encode",
+    "train-prior",
+    "generate",
+    "pipeline",
     "sample",
     "interpolate",
     "sweep-beta",
@@ -99,11 +106,16 @@ _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, er
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # for commands that relaunch themselves (train --nproc)
     try:
         return int(args.func(args) or 0)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get(ERROR_FILE_ENV):  # a torchrun worker: the launcher prints it once
+            report_error(str(e))
+        else:
+            print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         # a full disk or a read-only place is the user's to fix, not a bug

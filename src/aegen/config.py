@@ -187,6 +187,7 @@ class TrainConfig:
     compile: bool = False
     fused: bool = False  # fused AdamW: one kernel updates all parameters (CPU and GPU)
     num_threads: int = 0  # 0: torch's default (one per physical core)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when there is a GPU
 
     def validate(self) -> None:
         check(self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}")

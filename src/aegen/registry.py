@@ -1,6 +1,8 @@
 """Name → class registries for models and priors.
 
-A model module registers its class with its dataclass config::
+A model module registers its class with its dataclass config (your own modules
+too: name them in the ``AEGEN_PLUGINS`` environment variable, comma-separated,
+and the CLI can train them)::
 
     @register("ae-mlp", AEMLPConfig)
     class AEMLP(Autoencoder): ...
@@ -13,6 +15,7 @@ model classes anywhere.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +37,14 @@ _REGISTRY: dict[str, Entry] = {}
 
 # Modules whose import registers their classes; imported lazily on first lookup so
 # `import aegen` stays cheap and a broken optional module cannot hide the others.
-_MODULES = ("aegen.models.ae", "aegen.models.vae")
+_MODULES = (
+    "aegen.models.ae",
+    "aegen.models.vae",
+    "aegen.models.vqvae",
+    "aegen.priors.pixelcnn",
+    "aegen.priors.pixelrnn",
+    "aegen.priors.transformer",
+)
 
 
 def register(name: str, config_cls: type, kind: str = "model"):
@@ -51,9 +61,19 @@ def register(name: str, config_cls: type, kind: str = "model"):
     return wrap
 
 
+def _plugins() -> tuple[str, ...]:
+    """Extra modules named in AEGEN_PLUGINS (comma-separated) that register their own models."""
+    return tuple(m.strip() for m in os.environ.get("AEGEN_PLUGINS", "").split(",") if m.strip())
+
+
 def _load_all() -> None:
-    for module in _MODULES:
-        importlib.import_module(module)
+    for module in (*_MODULES, *_plugins()):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            if module in _MODULES:
+                raise
+            raise ConfigError(f"AEGEN_PLUGINS: cannot import {module} ({e})") from None
 
 
 def available(kind: str | None = "model") -> list[str]:

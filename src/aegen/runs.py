@@ -18,6 +18,8 @@ import torch
 from .checkpoint import CONFIG, load_config, write_config
 from .config import DataConfig, RunConfig, TrainConfig, apply_overrides, from_dict
 from .data.datasets import Dataset, load_data
+from .distributed import barrier
+from .distributed import context as dist_context
 from .errors import CheckpointError, UserError
 from .files import RunLock, ensure_dir
 from .registry import entry
@@ -128,15 +130,24 @@ def train_run(
         raise UserError(
             f"train.batch_size={run.train.batch_size} is larger than the {len(data.train)} training images"
         )
+    ctx = dist_context()
+    if run.train.batch_size % ctx.world:
+        raise UserError(
+            f"train.batch_size={run.train.batch_size} must be divisible by the {ctx.world} processes"
+        )
     seed_everything(run.train.seed)
     model = entry(run.model, "model").cls(run.model_config)
     if phased is not None:
         from .phased import check_phased
 
         check_phased(model)
-    ensure_dir(out)
-    with RunLock(out):
-        if not resume:
+    barrier()  # every rank has checked the directory before rank 0 writes into it
+    lock = RunLock(out)
+    if ctx.is_main:
+        ensure_dir(out)
+        lock.acquire()
+    try:
+        if not resume and ctx.is_main:
             extra = {"phased": phased} if phased is not None else {}
             write_config(out, {**run.to_json(), "family": model.family, **extra})
         if phased is not None:
@@ -148,6 +159,8 @@ def train_run(
                 model, run.train, out, progress=progress, metadata={"model": run.model}
             )
             result = trainer.fit(data, resume=resume)
+    finally:
+        lock.release()
     return TrainedRun(model.eval(), data, result, out, run)
 
 

@@ -30,12 +30,16 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .checkpoint import BEST, MODEL, load_state_dict, read_train_state, save_model, write_checkpoint
 from .config import TrainConfig
 from .data.datasets import Dataset, Split
 from .data.loader import Batch, epoch_batches, num_batches, to_float
+from .distributed import barrier, resolve_device
+from .distributed import context as dist_context
 from .errors import UserError
 from .files import atomic_write_text, ensure_dir
 
@@ -50,6 +54,7 @@ __all__ = [
     "seed_everything",
 ]
 
+CPU = torch.device("cpu")
 LossFn = Callable[[Batch], tuple[torch.Tensor, dict[str, Any]]]
 
 
@@ -64,8 +69,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def bf16_supported() -> bool:
-    """Whether this CPU has native bf16 arithmetic (AVX-512 BF16 or AMX)."""
+def bf16_supported(device_type: str = "cpu") -> bool:
+    """Whether the device has native bf16 arithmetic (a CPU with AVX-512 BF16 or AMX; most GPUs)."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     try:
         return bool(
             torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -74,10 +81,10 @@ def bf16_supported() -> bool:
         return False
 
 
-def autocast(amp: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on the CPU when ``amp`` asks for it (``auto``: where the CPU supports it)."""
-    if amp == "bf16" or (amp == "auto" and bf16_supported()):
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+def autocast(amp: str, device_type: str = "cpu") -> contextlib.AbstractContextManager:
+    """bf16 autocast when ``amp`` asks for it (``auto``: where the device supports it)."""
+    if amp == "bf16" or (amp == "auto" and bf16_supported(device_type)):
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -104,29 +111,52 @@ def evaluate_loss(
     amp: str = "off",
     channels_last: bool = False,
     loss_fn: LossFn | None = None,
+    device: torch.device | str = "cpu",
+    rank: int = 0,
+    world: int = 1,
 ) -> dict[str, float]:
-    """Mean loss and logs over ``split`` in eval mode (weighted by batch size)."""
+    """Mean loss and logs over ``split`` in eval mode (weighted by batch size).
+
+    With ``world`` > 1 each rank evaluates a contiguous share and the sums are
+    all-reduced, so every rank returns the same means over the whole split.
+    """
     loss_fn = loss_fn or model.loss
+    device = torch.device(device)
     was_training = model.training
     model.eval()
-    sums: dict[str, torch.Tensor] = {}
     n = len(split)
-    for start in range(0, n, batch_size):
-        x = to_float(split.x[start : start + batch_size])
+    lo, hi = rank * n // world, (rank + 1) * n // world
+    sums: dict[str, float] = {}
+    for start in range(lo, hi, batch_size):
+        stop = min(start + batch_size, hi)
+        x = to_float(split.x[start:stop].to(device))
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(amp):
-            loss, logs = loss_fn(Batch(x, split.y[start : start + batch_size]))
-        w = x.shape[0]
+        with autocast(amp, device.type):
+            loss, logs = loss_fn(Batch(x, split.y[start:stop].to(device)))
+        w = stop - start
         for k, v in {"loss": loss, **logs}.items():
-            sums[k] = sums.get(k, 0.0) + torch.as_tensor(v, dtype=torch.float64) * w
+            sums[k] = sums.get(k, 0.0) + _as_float(v) * w
     model.train(was_training)
-    return {k: _as_float(v) / n for k, v in sums.items()}
+    keys = sorted(sums) if world == 1 else _agreed_keys(sums)
+    vec = torch.tensor([sums.get(k, 0.0) for k in keys], dtype=torch.float64)
+    if world > 1:
+        vec = vec.to(device)
+        dist.all_reduce(vec)
+        vec = vec.cpu()
+    return {k: float(v) / n for k, v in zip(keys, vec.tolist(), strict=True)}
 
 
-def _rng_state() -> dict[str, Any]:
+def _agreed_keys(sums: dict[str, float]) -> list[str]:
+    """The union of log keys over all ranks (a rank with an empty share has none)."""
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, sorted(sums))
+    return sorted(set().union(*gathered))
+
+
+def _rng_state(device: torch.device = CPU) -> dict[str, Any]:
     np_state = np.random.get_state()
-    return {
+    state = {
         "torch": torch.get_rng_state(),
         "numpy": {
             "keys": torch.from_numpy(np_state[1].astype(np.int64)),
@@ -137,9 +167,12 @@ def _rng_state() -> dict[str, Any]:
         "python": list(random.getstate()[1]),
         "python_gauss": random.getstate()[2],
     }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device = CPU) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state(
@@ -152,6 +185,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         )
     )
     random.setstate((3, tuple(state["python"]), state["python_gauss"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def read_metrics(path: Path) -> list[dict[str, str]]:
@@ -190,6 +225,22 @@ class FitResult:
     seconds: float = 0.0
 
 
+class _LossModule(torch.nn.Module):
+    """Makes ``loss_fn(batch)`` the forward of a module, so DDP can wrap it.
+
+    DDP synchronises gradients for what runs through its ``forward``; the trainer's
+    unit of work is the model's loss, so that is what goes through it.
+    """
+
+    def __init__(self, model: torch.nn.Module, loss_fn: LossFn):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: Batch):
+        return self.loss_fn(batch)
+
+
 class Trainer:
     """Trains ``model`` with ``cfg``, writing checkpoints and metrics to ``out_dir``.
 
@@ -197,6 +248,10 @@ class Trainer:
     ``model.loss`` (same signature); ``tag`` labels the metrics rows and the
     checkpoint (e.g. ``phase1``); ``metadata`` goes into the safetensors header.
     With ``out_dir=None`` nothing is written.
+
+    Under torchrun (a live process group) every rank runs the same Trainer: each
+    takes its share of every global batch, DDP averages the gradients, metrics are
+    reduced across ranks and only rank 0 writes files.
     """
 
     def __init__(
@@ -211,22 +266,24 @@ class Trainer:
         metadata: dict[str, str] | None = None,
         progress: bool = True,
     ):
-        self.model = model
+        ctx = dist_context()
+        self.rank, self.world = ctx.rank, ctx.world
+        self.device = resolve_device(cfg.device, ctx.local_rank)
+        self.model = model.to(self.device)
         self.cfg = cfg
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.params = [
-            p for p in (params if params is not None else model.parameters()) if p.requires_grad
-        ]
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.params = [p for p in (params if params is not None else trainable) if p.requires_grad]
         self.loss_fn = loss_fn or model.loss
         self.tag = tag
         self.metadata = {"tag": tag, **(metadata or {})} if tag else dict(metadata or {})
         self.progress = progress
-        self.rank, self.world = 0, 1
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.optimizer = torch.optim.AdamW(
             self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused or None
         )
+        self._partial_params = len(self.params) < len(trainable)
         self.step = 0
         self.epoch = 0
         self.step_in_epoch = 0
@@ -238,6 +295,13 @@ class Trainer:
     # ------------------------------------------------------------------ state
 
     def state(self) -> dict[str, Any]:
+        """The resumable state; a collective under DDP (every rank's RNG is gathered)."""
+        rng = _rng_state(self.device)
+        if self.world > 1:
+            gathered: list[Any] = [None] * self.world
+            dist.all_gather_object(gathered, rng)
+        else:
+            gathered = [rng]
         return {
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
@@ -246,12 +310,19 @@ class Trainer:
             "best_val": self.best_val,
             "rows": len(self.history),
             "partial": dict(self._partial),
-            "rng": _rng_state(),
+            "rng": gathered,  # one entry per rank
+            "world": self.world,
             "tag": self.tag,
             "finished": self.epoch >= self.cfg.epochs,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        world = int(state.get("world", 1))
+        if world != self.world:
+            raise UserError(
+                f"{self.out_dir} was trained with {world} process(es); "
+                f"resume it with the same number (now {self.world}) to continue exactly"
+            )
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
@@ -259,12 +330,25 @@ class Trainer:
         self.best_val = float(state["best_val"])
         self._partial = {k: float(v) for k, v in state["partial"].items()}
         self.history = self.history[: int(state["rows"])]
-        _set_rng_state(state["rng"])
+        _set_rng_state(state["rng"][self.rank], self.device)
 
     def checkpoint(self) -> None:
-        if self.out_dir is None or self.rank != 0:
+        """Write weights + state (rank 0); every rank takes part in gathering the state."""
+        if self.out_dir is None:
             return
-        write_checkpoint(self.out_dir, self.model, self.state(), self.metadata)
+        state = self.state()
+        if self.rank == 0:
+            write_checkpoint(self.out_dir, self.model, state, self.metadata)
+        barrier()
+
+    def _resume(self) -> None:
+        if self.rank == 0:
+            state = read_train_state(self.out_dir)  # may finish an interrupted commit
+        barrier()
+        if self.rank != 0:
+            state = read_train_state(self.out_dir)
+        self.load_state(state)
+        self.model.load_state_dict(load_state_dict(self.out_dir / MODEL))
 
     # ------------------------------------------------------------------ loop
 
@@ -284,28 +368,58 @@ class Trainer:
                     self._tb.add_scalar(k, v, self.step)
             self._tb.flush()
 
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (all ranks must agree to skip or stop)."""
+        bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+        if self.world > 1:
+            dist.all_reduce(bad)
+        return not bool(bad.item())
+
+    def _reduce(self, sums: dict[str, Any], count: float) -> dict[str, float]:
+        """Mean of per-step sums over all steps of all ranks."""
+        keys = sorted(sums)
+        vec = torch.tensor([_as_float(sums[k]) for k in keys] + [count], dtype=torch.float64)
+        if self.world > 1:
+            vec = vec.to(self.device)
+            dist.all_reduce(vec)
+            vec = vec.cpu()
+        total = max(1.0, float(vec[-1]))
+        return {k: float(v) / total for k, v in zip(keys, vec[:-1].tolist(), strict=True)}
+
     def fit(self, data: Dataset, resume: bool = False) -> FitResult:
         cfg = self.cfg
-        train = data.train
-        n = len(train)
+        n = len(data.train)
         if n < cfg.batch_size:
             raise UserError(
                 f"train.batch_size={cfg.batch_size} is larger than the {n} training images"
+            )
+        if cfg.batch_size % self.world:
+            raise UserError(
+                f"train.batch_size={cfg.batch_size} must be divisible by the {self.world} processes"
             )
         steps_per_epoch = num_batches(n, cfg.batch_size)
         total_steps = steps_per_epoch * cfg.epochs
         if self.out_dir is not None:
             if self.rank == 0:
                 ensure_dir(self.out_dir)
+            barrier()
             self.history = [dict(r) for r in read_metrics(self.out_dir / "metrics.csv")]
         if resume:
-            self.load_state(read_train_state(self.out_dir))
-            self.model.load_state_dict(load_state_dict(self.out_dir / MODEL))
+            self._resume()
         else:
-            seed_everything(cfg.seed)
+            # ranks draw different noise (input corruption, VAE samples) from different streams
+            seed_everything(cfg.seed + 1_000_003 * self.rank)
 
         model = self.model
+        train_x, train_y = data.train.x.to(self.device), data.train.y.to(self.device)
         loss_fn = torch.compile(self.loss_fn) if cfg.compile else self.loss_fn
+        if self.world > 1:
+            ddp = DistributedDataParallel(
+                _LossModule(model, loss_fn),
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self._partial_params,
+            )
+            loss_fn = ddp
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         t_start = time.perf_counter()
@@ -330,27 +444,17 @@ class Trainer:
                 dynamic_ncols=True,
             )
             for i in range(self.step_in_epoch, steps_per_epoch):
-                idx = batches[i]
-                x = to_float(train.x[idx])
+                idx = batches[i].to(self.device)
+                x = to_float(train_x[idx])
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 lr = lr_at(cfg, self.step, total_steps)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
-                with autocast(cfg.amp):
-                    loss, logs = loss_fn(Batch(x, train.y[idx]))
-                if not torch.isfinite(loss):
-                    if cfg.on_nan == "stop":
-                        where = f" in {self.out_dir}" if self.out_dir else ""
-                        raise TrainingDiverged(
-                            f"loss became {loss.item()} at step {self.step} (epoch {self.epoch + 1}); "
-                            f"the last good checkpoint{where} is kept; lower train.lr, "
-                            "set train.grad_clip, or set train.on_nan=skip"
-                        )
-                    skipped += 1
-                    self.optimizer.zero_grad(set_to_none=True)
-                else:
-                    self.optimizer.zero_grad(set_to_none=True)
+                with autocast(cfg.amp, self.device.type):
+                    loss, logs = loss_fn(Batch(x, train_y[idx]))
+                self.optimizer.zero_grad(set_to_none=True)
+                if self._all_finite(loss):
                     loss.backward()
                     if cfg.grad_clip:
                         torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
@@ -358,6 +462,15 @@ class Trainer:
                     for k, v in {"loss": loss, **logs}.items():
                         v = v.detach() if isinstance(v, torch.Tensor) else v
                         sums[k] = sums.get(k, 0.0) + v
+                elif cfg.on_nan == "stop":
+                    where = f" in {self.out_dir}" if self.out_dir else ""
+                    raise TrainingDiverged(
+                        f"loss became non-finite at step {self.step} (epoch {self.epoch + 1}); "
+                        f"the last good checkpoint{where} is kept; lower train.lr, "
+                        "set train.grad_clip, or set train.on_nan=skip"
+                    )
+                else:
+                    skipped += 1
                 self.step += 1
                 self.step_in_epoch = i + 1
                 if show and (i % 25 == 0 or i == steps_per_epoch - 1):
@@ -368,9 +481,8 @@ class Trainer:
                     self._partial["skipped"] = float(skipped)
                     self.checkpoint()
             bar.close()
-            done = steps_per_epoch - skipped
-            train_logs = {k: _as_float(v) / max(1, done) for k, v in sums.items()}
             seconds = time.perf_counter() - t0
+            train_logs = self._reduce(sums, float(steps_per_epoch - skipped))
             val = self.validate(data)
             row: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.step}
             if self.tag:
@@ -386,6 +498,9 @@ class Trainer:
             self.epoch += 1
             self.step_in_epoch = 0
             self._partial = {}
+            improved = val.get("loss", math.inf) < self.best_val
+            if improved:
+                self.best_val = val["loss"]
             if self.rank == 0:
                 if show:
                     shown = ", ".join(
@@ -399,13 +514,12 @@ class Trainer:
                 if self.out_dir is not None:
                     write_metrics(self.out_dir / "metrics.csv", self.history)
                     self._log_tensorboard(row)
-                    if val.get("loss", math.inf) < self.best_val:
-                        self.best_val = val["loss"]
+                    if improved:
                         save_model(self.out_dir / BEST, model, self.metadata)
             self.checkpoint()
         if self._tb:
             self._tb.close()
-        if self.out_dir is not None and self.rank == 0 and not (self.out_dir / MODEL).exists():
+        if self.out_dir is not None and not (self.out_dir / MODEL).exists():
             self.checkpoint()
         return FitResult(
             steps=self.step,
@@ -417,6 +531,7 @@ class Trainer:
         )
 
     def validate(self, data: Dataset) -> dict[str, float]:
+        """Validation loss and logs, each rank on its share, reduced across ranks."""
         if len(data.val) == 0:
             return {}
         return evaluate_loss(
@@ -426,4 +541,7 @@ class Trainer:
             amp=self.cfg.amp,
             channels_last=self.cfg.channels_last,
             loss_fn=self.loss_fn,
+            device=self.device,
+            rank=self.rank,
+            world=self.world,
         )

@@ -14,11 +14,13 @@ from ..files import ensure_writable_file
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str | None = "fashion-mnist") -> None:
+    """--data, --data-dir, --limit. ``default`` is what --data means when it is not given
+    (None: the run's own data); the parsed value stays None then, so commands can tell."""
     from ..cli import nonneg_int
 
     p.add_argument(
         "--data",
-        default=default,
+        default=None,
         metavar="NAME_OR_DIR",
         help="fashion-mnist, mnist, synthetic, or a directory of IDX files"
         + (f" (default: {default})" if default else " (default: the run's own)"),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from .. import distributed
 from ..cli import nonneg_int, positive_int
+from ..errors import UserError
 from ..registry import available
-from ..runs import finish_run, make_run_config, train_run
+from ..runs import data_from_config, finish_run, make_run_config, train_run
 from ._common import add_data_args
 
 
@@ -45,15 +48,48 @@ def add_parser(sub) -> None:
         metavar="N",
         help="with --phased: end-to-end epochs after the phases",
     )
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=None,
+        help="where to train (default auto: CUDA when available)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="data-parallel processes on this machine (launches torchrun)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        given = [
+            f
+            for f, v in (
+                ("--set", args.set),
+                ("--epochs", args.epochs),
+                ("--batch-size", args.batch_size),
+                ("--seed", args.seed),
+                ("--limit", args.limit),
+                ("--data", args.data),
+                ("--data-dir", args.data_dir),
+                ("--phased", args.phased),
+            )
+            if v
+        ]
+        if given:
+            raise UserError(
+                f"--resume continues the run with its own config.json; drop {', '.join(given)}"
+            )
+    overrides = [*args.set, *([f"train.device={args.device}"] if args.device else [])]
     run_cfg = make_run_config(
         args.model,
         data=args.data,
-        overrides=args.set,
+        overrides=overrides,
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -61,10 +97,37 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
     )
     phased = {"finetune_epochs": args.finetune_epochs} if args.phased else None
-    trained = train_run(
-        run_cfg, args.out, resume=args.resume, progress=not args.quiet, phased=phased
-    )
-    summary = finish_run(trained)
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in summary.items())
-    print(f"trained {trained.config.model} into {trained.out_dir}: {shown}", file=sys.stderr)
+    if args.nproc > 1 and not distributed.context().world > 1 and "WORLD_SIZE" not in os.environ:
+        if run_cfg.train.batch_size % args.nproc:
+            raise UserError(
+                f"train.batch_size={run_cfg.train.batch_size} must be divisible by --nproc {args.nproc}"
+            )
+        data_from_config(run_cfg.data)  # a data error is reported here, once, not by every rank
+        return distributed.launch(strip_option(args.argv, "--nproc"), args.nproc)
+    ctx = distributed.setup(run_cfg.train.device)
+    try:
+        trained = train_run(
+            run_cfg, args.out, resume=args.resume, progress=not args.quiet, phased=phased
+        )
+        if ctx.is_main:
+            summary = finish_run(trained)
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in summary.items())
+            print(
+                f"trained {trained.config.model} into {trained.out_dir}: {shown}", file=sys.stderr
+            )
+    finally:
+        distributed.teardown()
     return 0
+
+
+def strip_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option`` and its value (``--opt V`` or ``--opt=V``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif not a.startswith(option + "="):
+            out.append(a)
+    return out

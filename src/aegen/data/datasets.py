@@ -282,7 +282,7 @@ def _split_validation(train: Split, val_size: int) -> tuple[Split, Split]:
 
 
 def load_data(
-    name: str = "fashion-mnist",
+    name: str | None = "fashion-mnist",
     data_dir: str | os.PathLike | None = None,
     val_size: int = 5000,
     limit: int = 0,
@@ -291,7 +291,9 @@ def load_data(
 
     ``limit`` keeps the first N training and the first N test images (0: all);
     ``val_size`` images, at most a sixth of the training images, are held out.
+    ``name=None`` means the default, Fashion-MNIST.
     """
+    name = name or "fashion-mnist"
     if name == "synthetic":
         train, test = make_synthetic(6000, seed=1), make_synthetic(1000, seed=2)
         classes, source = SYNTHETIC_CLASSES, "generated in code"

@@ -1,0 +1,82 @@
+"""What every benchmark shares: the case record, machine info, interleaved timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["Case", "interleaved", "machine_info", "write_report"]
+
+
+@dataclass
+class Case:
+    """One measurement: ``value`` in ``unit``, its ``baseline`` and ``ratio`` = value / baseline."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    ratio: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.ratio is None and self.baseline:
+            self.ratio = self.value / self.baseline
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    from ..train import bf16_supported
+
+    return {
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "bf16": bf16_supported(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+def interleaved(fns: dict[str, Callable[[], float]], repeats: int = 5) -> dict[str, float]:
+    """Call each ``fn`` (which returns a work count, e.g. images) ``repeats`` times, round-robin,
+    and return the median rate (work per second) of each."""
+    rates: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            work = fn()
+            rates[name].append(work / (time.perf_counter() - t0))
+    return {k: statistics.median(v) for k, v in rates.items()}
+
+
+def write_report(cases: list[Case], path: str | Path | None, title: str) -> dict[str, Any]:
+    """Print the report as JSON (and write it to ``path`` when given)."""
+    report = {"benchmark": title, "machine": machine_info(), "cases": [asdict(c) for c in cases]}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if path:
+        from ..files import atomic_write_text
+
+        atomic_write_text(path, text + "\n")
+    return report

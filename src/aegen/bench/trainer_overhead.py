@@ -1,0 +1,120 @@
+"""Trainer overhead: images/s of aegen's Trainer vs a bare PyTorch loop on the same model object.
+
+Both run the same steps: batch by index from in-memory uint8 data, the model's
+``loss``, AdamW, backward, step. The bare loop has nothing else; the Trainer
+adds what makes it a trainer (learning-rate schedule, the finiteness check, log
+accumulation, the progress bar's bookkeeping). The ratio is the price of that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from ..config import TrainConfig
+from ..data.datasets import Dataset, Split, load_data
+from ..data.loader import Batch, epoch_batches, to_float
+from ..registry import available, build
+from ..train import Trainer, autocast, seed_everything
+from .core import Case, interleaved, write_report
+
+
+def _bare_loop(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    steps: int,
+    amp: str,
+    channels_last: bool,
+) -> int:
+    model.train()
+    for idx in epoch_batches(x.shape[0], batch_size, seed=0, epoch=0)[:steps]:
+        xb = to_float(x[idx])
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with autocast(amp):
+            loss, _ = model.loss(Batch(xb, y[idx]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return steps * batch_size
+
+
+def measure(
+    name: str,
+    data: Dataset,
+    batch_size: int = 128,
+    steps: int = 30,
+    repeats: int = 5,
+    train: TrainConfig | None = None,
+) -> Case:
+    """The Trainer's and the bare loop's images/s for model ``name``, interleaved."""
+    seed_everything(0)
+    model = build(name)
+    cls_defaults = dict(getattr(type(model), "train_defaults", {}))
+    base = train or TrainConfig(
+        **{k: v for k, v in cls_defaults.items() if k in TrainConfig.__dataclass_fields__}
+    )
+    cfg = dataclasses.replace(base, epochs=1, batch_size=batch_size, schedule="constant", seed=0)
+    n = steps * batch_size
+    subset = Dataset(
+        name=data.name,
+        train=Split(data.train.x[:n], data.train.y[:n]),
+        val=Split(data.train.x[:0], data.train.y[:0]),
+        test=data.test,
+        classes=data.classes,
+    )
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def bare() -> int:
+        return _bare_loop(
+            model,
+            opt,
+            subset.train.x,
+            subset.train.y,
+            batch_size,
+            steps,
+            cfg.amp,
+            cfg.channels_last,
+        )
+
+    def trainer() -> int:
+        Trainer(model, cfg, None, progress=False).fit(subset)
+        return steps * batch_size
+
+    bare(), trainer()  # warm-up: allocator, oneDNN kernels, compiled graphs
+    rates = interleaved({"bare": bare, "trainer": trainer}, repeats=repeats)
+    return Case(
+        f"trainer_overhead/{name}",
+        rates["trainer"],
+        "images/s",
+        rates["bare"],
+        extra={
+            "batch_size": batch_size,
+            "steps": steps,
+            "amp": cfg.amp,
+            "channels_last": cfg.channels_last,
+            "compile": cfg.compile,
+        },
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--models", default=",".join(available("model")))
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--json", default=None, help="also write the report here")
+    args = p.parse_args(argv)
+    data = load_data(args.data, val_size=0)
+    cases = [
+        measure(m, data, steps=args.steps, repeats=args.repeats) for m in args.models.split(",")
+    ]
+    return write_report(cases, args.json, "trainer_overhead")

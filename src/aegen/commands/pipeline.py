@@ -1,0 +1,67 @@
+"""``aegen pipeline vqvae --out DIR --prior NAME``: the four VQ-VAE stages, resumable."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..cli import nonneg_int, positive_float, positive_int
+from ..pipelines.vq_prior import run_pipeline
+from ..registry import available
+from ._common import add_data_args
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "pipeline",
+        help="train a VQ-VAE, encode, train a prior, sample: into one directory, resumable",
+        description="Run the lecture's four stages into DIR/vqvae, DIR/codes, DIR/prior and "
+        "DIR/samples. Run the same command again after an interruption: finished stages are "
+        "skipped, an interrupted training resumes.",
+    )
+    p.add_argument("which", choices=["vqvae"], help="the pipeline to run")
+    add_data_args(p)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--prior", default="transformer", choices=available("prior"))
+    p.add_argument("--vqvae-epochs", type=positive_int, default=None)
+    p.add_argument("--prior-epochs", type=positive_int, default=None)
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--n", type=positive_int, default=100, help="images to sample (default 100)")
+    p.add_argument("--temperature", type=positive_float, default=1.0)
+    p.add_argument("--top-k", type=positive_int, default=None)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STAGE.KEY=VALUE",
+        help="override, e.g. vqvae.model.num_codes=128 or prior.train.lr=5e-4 (repeatable)",
+    )
+    p.add_argument("--unconditional", action="store_true", help="a prior without labels")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    s = run_pipeline(
+        args.out,
+        prior=args.prior,
+        data=args.data,
+        data_dir=args.data_dir,
+        limit=args.limit,
+        overrides=args.set,
+        vqvae_epochs=args.vqvae_epochs,
+        prior_epochs=args.prior_epochs,
+        seed=args.seed,
+        n=args.n,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        conditional=not args.unconditional,
+        progress=not args.quiet,
+    )
+    c, pr = s["codes"], s["prior"]
+    print(
+        f"VQ-VAE test MSE {s['vqvae'].get('mse', float('nan')):.5f}; codes used on test "
+        f"{c['test_codes_used']}/{c['K']} (perplexity {c['test_perplexity']:.1f}); {args.prior} "
+        f"test NLL {pr['test_nll_bits']:.3f} bits/code vs unigram entropy "
+        f"{pr['test_unigram_entropy_bits']:.3f}; samples: {s['samples']}"
+    )
+    return 0

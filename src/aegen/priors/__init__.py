@@ -1,0 +1,1 @@
+"""Autoregressive priors over VQ-VAE code grids: pixelcnn, pixelrnn, transformer (kind "prior")."""

@@ -1,0 +1,153 @@
+"""A corpus of bad inputs: each exits 2 with one `error:` line and changes no existing file.
+
+Add a case here whenever a new command takes a new kind of input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_user_error, run_cli_subprocess
+
+from aegen.data.idx import write_idx
+
+TINY = ["--data", "synthetic", "--limit", "600", "--epochs", "1", "--batch-size", "100", "--quiet"]
+
+
+def _idx_dir(d: Path, n_train=60, n_test=20, shape=(28, 28), n_labels=None) -> Path:
+    d.mkdir(parents=True)
+    write_idx(d / "train-images-idx3-ubyte", np.zeros((n_train, *shape), np.uint8))
+    write_idx(d / "train-labels-idx1-ubyte", np.zeros(n_labels or n_train, np.uint8))
+    write_idx(d / "t10k-images-idx3-ubyte", np.zeros((n_test, *shape), np.uint8))
+    write_idx(d / "t10k-labels-idx1-ubyte", np.zeros(n_test, np.uint8))
+    return d
+
+
+class _Evil:
+    """Unpickling this would run code; weights_only loading must refuse it."""
+
+    def __reduce__(self):
+        return (Path("/tmp/aegen-pwned").write_text, ("pwned",))
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """A workspace: data directories good and bad, a finished run and broken copies of it."""
+    from aegen.cli import main
+
+    w = tmp_path_factory.mktemp("ws")
+    run = w / "run"
+    assert main(["train", "ae-mlp", "--out", str(run), "--set", "model.hidden=32", *TINY]) == 0
+
+    empty = _idx_dir(w / "empty_file")
+    (empty / "train-images-idx3-ubyte").write_bytes(b"")
+    trunc = _idx_dir(w / "truncated")
+    data = (trunc / "train-images-idx3-ubyte").read_bytes()
+    (trunc / "train-images-idx3-ubyte").write_bytes(data[: len(data) // 2])
+    magic = _idx_dir(w / "magic")
+    (magic / "t10k-labels-idx1-ubyte").write_bytes(
+        b"\x12\x34" + (magic / "t10k-labels-idx1-ubyte").read_bytes()[2:]
+    )
+    _idx_dir(w / "count", n_labels=59)
+    _idx_dir(w / "dims", shape=(32, 32))
+    (w / "a_file").write_text("not a directory")
+
+    for name, mutate in {
+        "bad_weights": lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 40),
+        "unknown_model": lambda d: _edit_config(d, model="no-such-model"),
+        "broken_json": lambda d: (d / "config.json").write_text("{not json"),
+        "bad_shapes": lambda d: _edit_config(d, model_config={"hidden": [16], "code_dim": 32}),
+        "evil_state": lambda d: (d / "train_state.pt").write_bytes(_evil_state()),
+    }.items():
+        shutil.copytree(run, w / name)
+        mutate(w / name)
+    return w
+
+
+def _edit_config(d: Path, **changes):
+    cfg = json.loads((d / "config.json").read_text())
+    for k, v in changes.items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) else v
+    (d / "config.json").write_text(json.dumps(cfg))
+
+
+def _evil_state() -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"x": _Evil()}, buf, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    return buf.getvalue()
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+# (argv with {ws} for the workspace, fragments the error line must contain)
+CASES = [
+    ("train ae-mlp --data {ws}/missing --out {ws}/o", ["no such data directory"]),
+    ("train ae-mlp --data {ws}/empty_file --out {ws}/o", ["not an IDX file"]),
+    ("train ae-mlp --data {ws}/truncated --out {ws}/o", ["truncated or corrupt"]),
+    ("train ae-mlp --data {ws}/magic --out {ws}/o", ["wrong magic"]),
+    ("train ae-mlp --data {ws}/count --out {ws}/o", ["counts must agree"]),
+    ("train ae-mlp --data {ws}/dims --out {ws}/o", ["28×28"]),
+    ("train ae-mlp --data {ws}/a_file --out {ws}/o", ["no such data directory"]),
+    ("train ae-mlp --data fashion-mnist --data-dir {ws}/a_file --out {ws}/o", ["not found"]),
+    ("train ae-nope --data synthetic --out {ws}/o", ["unknown model", "ae-mlp"]),
+    ("train ae-mlp --data synthetic --out {ws}/o --set model.colour=red", ["model.colour"]),
+    ("train ae-mlp --data synthetic --out {ws}/o --set model.code_dim=abc", ["integer"]),
+    ("train ae-mlp --data synthetic --out {ws}/o --set train.lr=-1", ["positive"]),
+    ("train ae-mlp --data synthetic --out {ws}/o --set train.lr=nan", ["finite"]),
+    ("train ae-mlp --data synthetic --out {ws}/o --batch-size 0", ["at least 1"]),
+    ("train ae-mlp --data synthetic --out {ws}/o --limit -5", [">= 0"]),
+    ("train ae-mlp --data synthetic --out {ws}/o --set model.noise=salt", ["choose one of"]),
+    ("train ae-mlp --data synthetic --out {ws}/a_file/run", ["cannot create directory"]),
+    ("train ae-mlp --data synthetic --out {ws}/a_file", ["not a directory"]),
+    ("train ae-mlp --data synthetic --out {ws}/run", ["already holds a run"]),
+    ("train ae-conv --out {ws}/run --resume", ["ae-mlp run"]),
+    ("train ae-mlp --out {ws}/evil_state --resume", ["not a loadable training state"]),
+    ("reconstruct {ws}/run --out {ws}/run", [".png"]),
+    ("reconstruct {ws}/bad_weights --out {ws}/r.png", ["safetensors"]),
+    ("reconstruct {ws}/unknown_model --out {ws}/r.png", ["no-such-model"]),
+    ("reconstruct {ws}/broken_json --out {ws}/r.png", ["unreadable"]),
+    ("reconstruct {ws}/bad_shapes --out {ws}/r.png", ["shape"]),
+    ("reconstruct {ws}/empty_file --out {ws}/r.png", ["not a run directory"]),
+    ("info {ws}/a_file", ["no such run directory"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"), CASES, ids=[c[0].split(" --")[0] + f"#{i}" for i, c in enumerate(CASES)]
+)
+def test_bad_input_is_one_clean_error(cli, ws, argv, fragments):
+    before = _snapshot(ws)
+    result = cli(*argv.format(ws=ws).split())
+    assert_user_error(result, *fragments)
+    assert _snapshot(ws) == before, "an existing file changed"
+    assert not (ws / "o").exists() and not (ws / "r.png").exists()
+    assert not Path("/tmp/aegen-pwned").exists()
+
+
+def test_in_a_real_process_too(ws):
+    """The same in a fresh interpreter: no traceback reaches the terminal."""
+    for argv, fragments in CASES[:3] + CASES[20:21]:
+        assert_user_error(run_cli_subprocess(*argv.format(ws=ws).split()), *fragments)
+    assert not Path("/tmp/aegen-pwned").exists()
+
+
+def test_resume_refuses_options_it_would_ignore(cli, ws):
+    for extra in (["--set", "train.lr=1"], ["--epochs", "3"], ["--data", "synthetic"]):
+        assert_user_error(
+            cli("train", "ae-mlp", "--out", ws / "run", "--resume", *extra), "own config.json"
+        )

@@ -1,0 +1,259 @@
+"""The four VQ-VAE stages on synthetic data: end to end, resuming, and the refusals."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_user_error
+from safetensors.torch import load_file
+
+import aegen
+from aegen.checkpoint import MODEL, load, save_model, weights_hash
+from aegen.data.loader import to_float
+from aegen.pipelines.vq_prior import load_codes, run_pipeline, sample_images
+
+TINY = [
+    "vqvae.model.num_codes=32",
+    "vqvae.model.code_dim=8",
+    "vqvae.model.hidden=16",
+    "vqvae.model.res_hidden=8",
+    "vqvae.train.batch_size=25",
+    "prior.model.d_model=32",
+    "prior.model.n_layers=2",
+    "prior.train.batch_size=50",
+]
+ARGS = dict(prior="transformer", data="synthetic", limit=600, vqvae_epochs=3, prior_epochs=1, n=12)
+
+
+def _pipeline(out, capsys=None):
+    summary = run_pipeline(out, overrides=TINY, progress=False, **ARGS)
+    return summary
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """One finished pipeline (shared by the tests below; they copy before changing it)."""
+    out = tmp_path_factory.mktemp("vq") / "run"
+    torch.manual_seed(0)
+    return out, _pipeline(out)
+
+
+def _cli_args(out):
+    args = ["pipeline", "vqvae", "--data", "synthetic", "--limit", "600", "--out", out]
+    args += ["--prior", "transformer", "--vqvae-epochs", "3", "--prior-epochs", "1", "--n", "12"]
+    for s in TINY:
+        args += ["--set", s]
+    return args + ["--quiet"]
+
+
+def test_pipeline_writes_all_four_stages(done):
+    out, summary = done
+    for f in (
+        "vqvae/model.safetensors",
+        "codes/meta.json",
+        "codes/train.npy",
+        "codes/test.npy",
+        "prior/model.safetensors",
+        "samples/samples.png",
+        "samples/samples.npy",
+        "summary.json",
+    ):
+        assert (out / f).is_file(), f
+    meta = json.loads((out / "codes/meta.json").read_text())
+    assert (meta["K"], meta["D"], meta["H"], meta["W"]) == (32, 8, 7, 7)
+    assert meta["vqvae_weights_sha256"] == weights_hash(out / "vqvae" / MODEL)
+    test = np.load(out / "codes/test.npy")
+    assert test.dtype == np.uint16 and test.shape == (600, 7, 7) and test.max() < 32
+    samples = np.load(out / "samples/samples.npy")
+    assert samples.shape == (12, 7, 7) and samples.dtype == np.uint16 and samples.max() < 32
+    prior = summary["prior"]
+    assert prior["test_nll_bits"] > 0 and prior["test_unigram_entropy_bits"] > 0
+
+
+def test_decoding_the_codes_equals_the_reconstruction(done):
+    out, _ = done
+    vq = load(out / "vqvae", family="vqvae")
+    data = aegen.load_data("synthetic", val_size=5000, limit=600)
+    codes = load_codes(out / "codes")
+    assert torch.equal(codes.data.test.y, data.test.y)
+    x = to_float(data.test.x[:100])
+    assert torch.equal(vq.decode_indices(codes.data.test.x[:100]), vq.reconstruct(x))
+
+
+def test_pipeline_resumes_after_stage_3_output_is_removed(done, tmp_path, cli):
+    src, _ = done
+    out = tmp_path / "run"
+    shutil.copytree(src, out)
+    kept = {p: (out / p).stat().st_mtime_ns for p in ("vqvae/model.safetensors", "codes/meta.json")}
+    prior_weights = load_file(out / "prior" / MODEL)
+    shutil.rmtree(out / "prior")
+    r = cli(*_cli_args(out))
+    assert r.code == 0, r.err
+    assert "stage 1/4" in r.err and "skipped" in r.err.splitlines()[0]
+    assert "stage 2/4" in r.err and "skipped" in r.err.splitlines()[1]
+    assert "training the transformer prior" in r.err
+    assert {p: (out / p).stat().st_mtime_ns for p in kept} == kept  # stages 1–2 untouched
+    again = load_file(out / "prior" / MODEL)  # same seed, same prior
+    assert all(torch.equal(again[k], v) for k, v in prior_weights.items())
+    assert (out / "samples/samples.png").is_file()
+    # run once more: every stage is skipped
+    r = cli(*_cli_args(out))
+    assert r.code == 0 and r.err.count("skipped") == 4, r.err
+
+
+def test_pipeline_refuses_other_settings_in_its_directory(done, tmp_path, cli):
+    out = tmp_path / "run"
+    shutil.copytree(done[0], out)
+    args = _cli_args(out)
+    args[args.index("--vqvae-epochs") + 1] = "2"
+    assert_user_error(cli(*args), "other settings", "train.epochs")
+
+
+def test_generate_cli_and_sample_images(done, tmp_path, cli):
+    out, _ = done
+    png = tmp_path / "g.png"
+    r = cli(
+        "generate",
+        out / "prior",
+        "--vqvae",
+        out / "vqvae",
+        "--n",
+        "5",
+        "--out",
+        png,
+        "--label",
+        "3",
+        "--seed",
+        "1",
+    )
+    assert r.code == 0, r.err
+    codes = np.load(tmp_path / "g.npy")
+    assert codes.shape == (5, 7, 7) and codes.max() < 32
+    images = sample_images(
+        out / "prior", out / "vqvae", 5, generator=torch.Generator().manual_seed(1), label=3
+    )
+    assert images.shape == (5, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
+    vq = load(out / "vqvae", family="vqvae")
+    assert torch.equal(images, vq.decode_indices(torch.from_numpy(codes.astype(np.int64))))
+    assert_user_error(
+        cli(
+            "generate",
+            out / "prior",
+            "--vqvae",
+            out / "vqvae",
+            "--out",
+            tmp_path / "h.png",
+            "--label",
+            "10",
+        ),
+        "not a class",
+    )
+    assert not (tmp_path / "h.png").exists()
+
+
+def test_a_prior_of_another_vqvae_is_refused(done, tmp_path, cli):
+    out, _ = done
+    other = tmp_path / "other-vqvae"
+    shutil.copytree(out / "vqvae", other)
+    vq = load(other, family="vqvae")
+    vq.quantizer.codebook.data += 1.0
+    save_model(other / MODEL, vq)
+    r = cli("generate", out / "prior", "--vqvae", other, "--n", "2", "--out", tmp_path / "s.png")
+    assert_user_error(r, "another VQ-VAE")
+    r = cli("generate", out / "prior", "--vqvae", out / "prior", "--out", tmp_path / "s.png")
+    assert_user_error(r, "needs a vqvae run")
+    assert not (tmp_path / "s.png").exists()
+
+
+def _bad_codes(src, dst, name, array):
+    shutil.copytree(src, dst)
+    np.save(dst / name, array)
+
+
+def test_bad_codes_are_refused(done, tmp_path, cli):
+    codes = done[0] / "codes"
+    test = np.load(codes / "test.npy")
+    too_big = test.copy()
+    too_big[3, 2, 2] = 32
+    _bad_codes(codes, tmp_path / "big", "test.npy", too_big)
+    r = cli("train-prior", tmp_path / "big", "--prior", "pixelcnn", "--out", tmp_path / "p1")
+    assert_user_error(r, "code 32 is outside the codebook")
+    _bad_codes(codes, tmp_path / "shape", "train.npy", np.zeros((10, 6, 7), np.uint16))
+    r = cli("train-prior", tmp_path / "shape", "--prior", "pixelrnn", "--out", tmp_path / "p2")
+    assert_user_error(r, "(N, 7, 7)")
+    _bad_codes(codes, tmp_path / "dtype", "val.npy", np.zeros((10, 7, 7), np.float32))
+    assert_user_error(
+        cli("train-prior", tmp_path / "dtype", "--prior", "pixelrnn", "--out", tmp_path / "p3"),
+        "uint16",
+    )
+    assert_user_error(
+        cli("train-prior", tmp_path, "--prior", "pixelrnn", "--out", tmp_path / "p4"),
+        "not a codes directory",
+    )
+    r = cli(
+        "train-prior",
+        codes,
+        "--prior",
+        "pixelcnn",
+        "--out",
+        tmp_path / "p5",
+        "--set",
+        "model.num_codes=8",
+    )
+    assert_user_error(r, "set by the codes")
+    for p in ("p1", "p2", "p3", "p4", "p5"):
+        assert not (tmp_path / p).exists()
+
+
+def test_encode_cli(done, tmp_path, cli):
+    out, _ = done
+    r = cli("encode", out / "vqvae", "--out", tmp_path / "codes", "--quiet")
+    assert r.code == 0, r.err
+    for name in ("train", "val", "test"):
+        a, b = np.load(tmp_path / "codes" / f"{name}.npy"), np.load(out / "codes" / f"{name}.npy")
+        assert np.array_equal(a, b)
+    assert_user_error(cli("encode", out / "vqvae", "--out", tmp_path / "codes"), "already exists")
+    assert_user_error(cli("encode", out / "prior", "--out", tmp_path / "c2"), "prior run")
+    assert not (tmp_path / "c2").exists()
+
+
+def test_pipeline_killed_in_stage_3_resumes_exactly(done, tmp_path, monkeypatch, capsys):
+    """Interrupt the prior's training after a mid-epoch checkpoint; the rerun resumes it and
+    ends with the same weights as the uninterrupted run."""
+    from aegen.priors.transformer import TransformerPrior
+
+    out = tmp_path / "run"
+    shutil.copytree(done[0], out)
+    shutil.rmtree(out / "prior")
+    shutil.rmtree(out / "samples")
+    over = [*TINY, "prior.train.ckpt_every=3"]
+    original, calls = TransformerPrior.loss, {"n": 0}
+
+    def interrupted(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(TransformerPrior, "loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(out, overrides=over, progress=False, **ARGS)
+    monkeypatch.setattr(TransformerPrior, "loss", original)
+    assert not (out / "samples").exists()
+    capsys.readouterr()
+    run_pipeline(out, overrides=over, progress=False, **ARGS)
+    assert "prior into" in capsys.readouterr().err.split("stage 3/4")[1].split("(resume)")[0]
+    resumed, full = load_file(out / "prior" / MODEL), load_file(done[0] / "prior" / MODEL)
+    assert all(torch.equal(resumed[k], v) for k, v in full.items())
+    assert (out / "samples" / "samples.png").is_file()
+
+
+def test_pipeline_checks_every_setting_before_writing(tmp_path, cli):
+    out = tmp_path / "never"
+    args = ["pipeline", "vqvae", "--data", "synthetic", "--out", out]
+    assert_user_error(cli(*args, "--set", "prior.model.foo=1"), "model.foo")
+    assert_user_error(cli(*args, "--set", "vqvae.model.num_codes=1"), "num_codes")
+    assert_user_error(cli(*args, "--set", "size=3"), "vqvae.SECTION.KEY")
+    assert not out.exists()
