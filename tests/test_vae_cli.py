@@ -2,6 +2,7 @@
 every user error is one line and exit 2, with no output file written."""
 
 import json
+import math
 
 import pytest
 from conftest import assert_user_error
@@ -35,6 +36,12 @@ def test_train_writes_the_vae_diagnostics(vae_run):
     assert len(vae["kl_per_dim"]) == 2 and vae["kl"] >= 0
     assert vae["nll"] > 0 and vae["nll"] <= -vae["elbo"] + 1.0  # IWAE is not looser than the ELBO
     assert vae["sharpness"]["samples"] >= 0 and vae["sharpness"]["data"] > 0
+    # the "likelihood" section aegen eval writes and aegen report compares, with the same numbers
+    lik = json.loads((vae_run / "metrics.json").read_text())["likelihood"]
+    assert lik["nll_nats"] == vae["nll"] and lik["n"] == vae["nll_images"] > 0
+    assert lik["bits_per_dim"] == pytest.approx(lik["nll_nats"] / (784 * math.log(2)))
+    assert lik["importance_samples"] == vae["nll_k"] and lik["split"] == "test"
+    assert len(lik["data"]["fingerprint"]) > 8 and lik["data"]["test_images"] >= lik["n"]
     for name in ("kl_per_dim.png", "manifold.png", "latent_scatter.png", "samples.png"):
         assert (vae_run / "samples" / name).stat().st_size > 100, name
     header = (vae_run / "metrics.csv").read_text().splitlines()[0]

@@ -11,7 +11,9 @@
   set's μ scattered by class.
 
 :func:`write_vae_report` puts the numbers into the run's ``metrics.json``
-(section ``"vae"``) and the pictures into ``samples/``.
+(section ``"vae"``, and the IWAE NLL as the ``"likelihood"`` section that
+``aegen eval`` also writes and ``aegen report`` compares) and the pictures into
+``samples/``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "ACTIVE_THRESHOLD",
     "active_units",
     "laplacian_variance",
+    "likelihood_section",
     "plot_kl_per_dim",
     "vae_diagnostics",
     "write_vae_report",
@@ -79,11 +82,12 @@ def vae_diagnostics(
     ``seed`` fixes the Monte Carlo draws, so the same model gives the same numbers.
     """
     model.eval()
+    dev = next(model.parameters()).device  # the trained model may still be on a GPU
     g = torch.Generator().manual_seed(seed)
     n = len(split)
     mus, kl_dims, elbos, recons = [], [], [], []
     for start in range(0, n, batch_size):
-        x = to_float(split.x[start : start + batch_size])
+        x = to_float(split.x[start : start + batch_size].to(dev))
         mu, logvar = (t.float() for t in model.encoder_params(x))  # (B, D)
         mus.append(mu)
         kl_dims.append(kl_vae(mu.unsqueeze(-1), logvar.unsqueeze(-1)))  # (B, D)
@@ -100,7 +104,9 @@ def vae_diagnostics(
     m = n if nll_images is None else min(n, nll_images)
     ll = torch.cat(
         [
-            model.log_likelihood(to_float(split.x[s : min(m, s + batch_size)]), k=k, generator=g)
+            model.log_likelihood(
+                to_float(split.x[s : min(m, s + batch_size)].to(dev)), k=k, generator=g
+            )
             for s in range(0, m, batch_size)
         ]
     )
@@ -108,7 +114,7 @@ def vae_diagnostics(
     pixels = split.x[0].numel()
 
     s = min(n, sharpness_images)
-    data_x = to_float(split.x[:s])
+    data_x = to_float(split.x[:s].to(dev))
     sharp_data = laplacian_variance(data_x).mean().item()
     sharp_samples = laplacian_variance(model.sample(s, generator=g)).mean().item()
     sharp_recon = laplacian_variance(model.reconstruct(data_x)).mean().item()
@@ -152,6 +158,26 @@ def vae_diagnostics(
     }
 
 
+def likelihood_section(diag: dict[str, Any], data: Dataset, seed: int = 0) -> dict[str, Any]:
+    """The ``metrics.json`` "likelihood" section that ``aegen eval`` writes and ``aegen report``
+    compares, from :func:`vae_diagnostics`: the IWAE NLL in nats per image and bits/dim, on
+    ``n`` test images with ``importance_samples`` draws each (the test ELBO alongside)."""
+    return {
+        "nll_nats": diag["nll"],
+        "bits_per_dim": diag["nll_bits_per_dim"],
+        "elbo_nats": diag["elbo_nll_images"],
+        "n": diag["nll_images"],
+        "importance_samples": diag["nll_k"],
+        "seed": seed,
+        "split": "test",
+        "data": {
+            "name": data.name,
+            "fingerprint": data.fingerprint(),
+            "test_images": len(data.test),
+        },
+    }
+
+
 def plot_kl_per_dim(
     path: str | Path, kl_per_dim: list[float], active: list[bool], free_bits: float = 0.0
 ) -> Path:
@@ -181,10 +207,13 @@ def write_latent_pictures(
 
     if model.config.latent_dim != 2:
         return []
-    z = prior_quantile_grid(grid)
+    dev = next(model.parameters()).device
+    z = prior_quantile_grid(grid).to(dev)
     manifold = save_grid(samples_dir / "manifold.png", model.decode(z), nrow=grid, scale=1)
     x = data.test.x
-    mu = torch.cat([model.encode(to_float(x[s : s + 1000])) for s in range(0, len(x), 1000)])
+    mu = torch.cat(
+        [model.encode(to_float(x[s : s + 1000].to(dev))).cpu() for s in range(0, len(x), 1000)]
+    )
     scatter = scatter_2d(
         samples_dir / "latent_scatter.png",
         mu,
@@ -211,7 +240,7 @@ def write_vae_report(
     samples = ensure_dir(out / "samples")
     diag = vae_diagnostics(model, data.test, k=k, nll_images=nll_images)
     diag["split"] = "test"
-    update_metrics_json(out, {"vae": diag})
+    update_metrics_json(out, {"vae": diag, "likelihood": likelihood_section(diag, data)})
     plot_kl_per_dim(
         samples / "kl_per_dim.png",
         diag["kl_per_dim"],

@@ -85,7 +85,10 @@ def reparameterize(
     if generator is None:
         eps = torch.randn_like(mu)
     else:
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        # drawn where the generator lives (usually the CPU), then moved: the same seed gives
+        # the same ε whether the model runs on the CPU or a GPU
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=generator.device)
+        eps = eps.to(mu.device)
     return mu + torch.exp(0.5 * logvar) * eps
 
 
@@ -223,9 +226,11 @@ class VAE(Autoencoder):
     ) -> torch.Tensor:
         """n images (n, 1, 28, 28) in [0, 1]: decoder means at z ~ N(0, temperature²·I)."""
         device = next(self.parameters()).device
+        gen_device = generator.device if generator is not None else device
         z = temperature * torch.randn(
-            (n, self.config.latent_dim), generator=generator, device=device
+            (n, self.config.latent_dim), generator=generator, device=gen_device
         )
+        z = z.to(device)  # (n, D); drawn where the generator lives, as in reparameterize
         return torch.cat([self.decode(c) for c in z.split(_DECODE_CHUNK)]).clamp(0, 1)
 
     def report(self, run_dir, data) -> dict[str, float]:
