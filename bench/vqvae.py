@@ -16,59 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
 
 import aegen
-from aegen.data.loader import Batch, to_float
-from aegen.train import autocast
-
-
-def _best_of(fn, repeats: int) -> float:
-    """Least seconds of ``repeats`` calls (after one warm-up call)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def train_speed(x: torch.Tensor, steps: int, amp: str, channels_last: bool) -> float:
-    torch.manual_seed(0)
-    model = aegen.build_model("vqvae").train()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    y = torch.zeros(x.shape[0], dtype=torch.long)
-
-    def step():
-        with autocast(amp):
-            loss, _ = model.loss(Batch(x, y))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def run():
-        for _ in range(steps):
-            step()
-
-    return steps * x.shape[0] / _best_of(run, 2)
-
-
-def encode_speed(x: torch.Tensor) -> float:
-    model = aegen.build_model("vqvae").eval()
-    return x.shape[0] / _best_of(lambda: model.encode_indices(x), 3)
-
-
-def sample_speed(name: str, n: int, use_cache: bool) -> float:
-    torch.manual_seed(0)
-    prior = aegen.build(name, num_classes=10).eval()
-    g = torch.Generator()
-    return n / _best_of(lambda: prior.sample(n, generator=g.manual_seed(0), use_cache=use_cache), 2)
+from aegen.bench.vq import encode_speed, sample_speed, train_speed
+from aegen.data.loader import to_float
 
 
 def main() -> None:

@@ -87,3 +87,19 @@ def assert_user_error(result: CliResult, *fragments: str) -> None:
     assert "Traceback" not in result.err
     for f in fragments:
         assert f in lines[0], (f, lines[0])
+
+
+@pytest.fixture(scope="session")
+def tiny_features(tmp_path_factory, small_synthetic):
+    """A small domain feature network trained briefly on synthetic shapes (for FID/KID tests)."""
+    from aegen.eval.features import train_features
+
+    out = tmp_path_factory.mktemp("features") / "synthetic"
+    return train_features(
+        small_synthetic,
+        out,
+        epochs=2,
+        overrides={"channels": (8, 16), "feature_dim": 32},
+        train_overrides={"batch_size": 32, "lr": 5e-3, "amp": "off"},
+        progress=False,
+    )

@@ -168,6 +168,8 @@ def test_equal_weights_give_equal_files(tmp_path):
     model = aegen.build_model("ae-mlp", hidden=(16,), code_dim=4)
     digests = set()
     for i in range(8):
-        save_model(tmp_path / f"m{i}.safetensors", model, {"model": "ae-mlp", "tag": "t", "x": str(i % 1)})
+        save_model(
+            tmp_path / f"m{i}.safetensors", model, {"model": "ae-mlp", "tag": "t", "x": str(i % 1)}
+        )
         digests.add(hashlib.sha256((tmp_path / f"m{i}.safetensors").read_bytes()).hexdigest())
     assert len(digests) == 1

@@ -9,13 +9,14 @@ then locked against a second writer for as long as training runs.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoint import CONFIG, load_config, write_config
+from .checkpoint import CONFIG, TRAIN_STATE, load_config, read_train_state, write_config
 from .config import DataConfig, RunConfig, TrainConfig, apply_overrides, from_dict
 from .data.datasets import Dataset, load_data
 from .distributed import barrier
@@ -31,6 +32,8 @@ __all__ = [
     "finish_run",
     "make_run_config",
     "run_config_from_json",
+    "settings_differ",
+    "stage_state",
     "train_run",
 ]
 
@@ -188,3 +191,44 @@ def finish_run(trained: TrainedRun, n_pictures: int = 50) -> dict[str, float]:
     if hasattr(model, "report"):  # a model's own diagnostics (VAE: likelihood, collapse, blur)
         summary.update(model.report(out, data))
     return summary
+
+
+def settings_differ(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str | None:
+    """The first dotted key where two JSON-like dicts differ, or None."""
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            d = settings_differ(va, vb, f"{prefix}{k}.")
+            if d:
+                return d
+        elif va != vb:
+            return f"{prefix}{k}"
+    return None
+
+
+def stage_state(out: Path, want: dict[str, Any], keys: tuple[str, ...], what: str) -> str:
+    """'fresh', 'resume' or 'done' for a training stage's directory; refuses other settings."""
+    if not (out / CONFIG).is_file():
+        return "fresh"
+    stored = load_config(out)
+
+    def settings(cfg: dict[str, Any]) -> dict[str, Any]:
+        picked = {k: cfg.get(k) for k in keys}
+        if isinstance(picked.get("codes"), dict):  # which codes, not where they are
+            picked["codes"] = {k: v for k, v in picked["codes"].items() if k != "dir"}
+        return picked
+
+    diff = settings_differ(settings(stored), settings(want))
+    if diff:
+        raise UserError(
+            f"{out} holds a {what} trained with other settings ({diff}); "
+            "choose another --out or remove that directory"
+        )
+    if not (out / TRAIN_STATE).is_file():
+        # killed before its first checkpoint: nothing of value; start it again
+        # (unless a live process is still at work there: the lock refuses then)
+        with RunLock(out):
+            pass
+        shutil.rmtree(out)
+        return "fresh"
+    return "done" if read_train_state(out).get("finished") else "resume"

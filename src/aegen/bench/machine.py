@@ -36,8 +36,14 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
 
 def conv_peak(dtype: torch.dtype, batch: int = 64, channels: int = 64, size: int = 28) -> float:
     """A 3×3 convolution, channels→channels, at the sizes the models use (channels_last)."""
-    x = torch.randn(batch, channels, size, size, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    conv = torch.nn.Conv2d(channels, channels, 3, padding=1).to(dtype).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, channels, size, size, dtype=dtype).contiguous(
+        memory_format=torch.channels_last
+    )
+    conv = (
+        torch.nn.Conv2d(channels, channels, 3, padding=1)
+        .to(dtype)
+        .to(memory_format=torch.channels_last)
+    )
     flops = 2.0 * batch * channels * channels * 9 * size * size
     with torch.no_grad():
         return _rate(lambda: conv(x), flops)
@@ -61,14 +67,23 @@ def training_flops(model: torch.nn.Module, batch: Batch, amp: str) -> float:
     return float(counter.get_total_flops())
 
 
-def training_fraction(name: str, x_uint8: torch.Tensor, y: torch.Tensor, peak_gflops: float,
-                      cfg: TrainConfig, batch_size: int = 128, steps: int = 20) -> Case:
+def training_fraction(
+    name: str,
+    x_uint8: torch.Tensor,
+    y: torch.Tensor,
+    peak_gflops: float,
+    cfg: TrainConfig,
+    batch_size: int = 128,
+    steps: int = 20,
+) -> Case:
     """GFLOP/s reached while training model ``name`` with ``cfg``'s speed switches, vs ``peak``."""
     seed_everything(0)
     model = build(name)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=getattr(cfg, "fused", False) or None)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, fused=getattr(cfg, "fused", False) or None
+    )
 
     def batch(i: int) -> Batch:
         xb = to_float(x_uint8[i * batch_size : (i + 1) * batch_size])
@@ -87,6 +102,15 @@ def training_fraction(name: str, x_uint8: torch.Tensor, y: torch.Tensor, peak_gf
             opt.step()
 
     achieved = _rate(run, flops * steps, min_time=2.0) / 1e9
-    return Case(f"peak_fraction/{name}", achieved, "GFLOP/s", peak_gflops,
-                extra={"amp": cfg.amp, "channels_last": cfg.channels_last, "flops_per_step": flops,
-                       "batch_size": batch_size})
+    return Case(
+        f"peak_fraction/{name}",
+        achieved,
+        "GFLOP/s",
+        peak_gflops,
+        extra={
+            "amp": cfg.amp,
+            "channels_last": cfg.channels_last,
+            "flops_per_step": flops,
+            "batch_size": batch_size,
+        },
+    )

@@ -46,7 +46,6 @@ import torch
 from ..checkpoint import (
     CONFIG,
     MODEL,
-    TRAIN_STATE,
     load,
     load_config,
     read_train_state,
@@ -63,6 +62,7 @@ from ..models.vqvae import GRID as VQ_GRID
 from ..models.vqvae import check_indices
 from ..quantize import code_usage, entropy_bits
 from ..registry import entry
+from ..runs import stage_state
 from ..train import Trainer, seed_everything
 
 __all__ = [
@@ -419,7 +419,13 @@ def train_prior(
         trainer = Trainer(model, run.train, out, progress=progress, metadata={"model": run.model})
         trainer.fit(codes.data, resume=resume)
         metrics = _prior_metrics(model, codes)
-        update_metrics_json(out, {"prior": metrics})
+        # the same number as a likelihood section, so `aegen report` lists it among the scores
+        likelihood = {
+            "bits_per_code": metrics["test_nll_bits"],
+            "n": metrics["n_test"],
+            "split": "test",
+        }
+        update_metrics_json(out, {"prior": metrics, "likelihood": likelihood})
     return TrainedPrior(model.eval(), out, metrics)
 
 
@@ -559,47 +565,6 @@ def generate(
 # =========================================================================== all four
 
 
-def _differs(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str | None:
-    """The first dotted key where two JSON-like dicts differ, or None."""
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            d = _differs(va, vb, f"{prefix}{k}.")
-            if d:
-                return d
-        elif va != vb:
-            return f"{prefix}{k}"
-    return None
-
-
-def _stage_state(out: Path, want: dict[str, Any], keys: tuple[str, ...], what: str) -> str:
-    """'fresh', 'resume' or 'done' for a training stage's directory; refuses other settings."""
-    if not (out / CONFIG).is_file():
-        return "fresh"
-    stored = load_config(out)
-
-    def settings(cfg: dict[str, Any]) -> dict[str, Any]:
-        picked = {k: cfg.get(k) for k in keys}
-        if isinstance(picked.get("codes"), dict):  # which codes, not where they are
-            picked["codes"] = {k: v for k, v in picked["codes"].items() if k != "dir"}
-        return picked
-
-    diff = _differs(settings(stored), settings(want))
-    if diff:
-        raise UserError(
-            f"{out} holds a {what} trained with other settings ({diff}); "
-            "choose another --out or remove that directory"
-        )
-    if not (out / TRAIN_STATE).is_file():
-        # killed before its first checkpoint: nothing of value; start it again
-        # (unless a live process is still at work there: the lock refuses then)
-        with RunLock(out):
-            pass
-        shutil.rmtree(out)
-        return "fresh"
-    return "done" if read_train_state(out).get("finished") else "resume"
-
-
 def _split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
     vq, pr = [], []
     for text in overrides:
@@ -663,7 +628,7 @@ def run_pipeline(
     summary: dict[str, Any] = {"dir": str(out)}
 
     # ---- stage 1: the VQ-VAE
-    state = _stage_state(
+    state = stage_state(
         dirs["vqvae"], vq_run.to_json(), ("model", "model_config", "train", "data"), "VQ-VAE"
     )
     if state == "done" and "reconstruction" in read_metrics_json(dirs["vqvae"]):
@@ -697,7 +662,7 @@ def run_pipeline(
         prior, codes, prior_over, conditional, epochs=prior_epochs, seed=seed
     )
     want = _prior_json(prior_run, codes)
-    state = _stage_state(dirs["prior"], want, ("model", "model_config", "train", "codes"), "prior")
+    state = stage_state(dirs["prior"], want, ("model", "model_config", "train", "codes"), "prior")
     if state == "done" and _prior_finished(dirs["prior"]):
         _log(f"stage 3/4: {dirs['prior']} matches the codes; skipped", quiet)
     else:

@@ -1,0 +1,202 @@
+"""The whole benchmark suite in one run: ``aegen bench [--quick] [--json OUT]``
+(also ``.venv/bin/python bench/run.py``).
+
+Every case is ``{"name", "value", "unit", "baseline", "ratio"}``; the baseline is
+measured in the same run (interleaved where it can be), because this machine is
+shared and absolute speeds drift. Cases:
+
+- ``trainer_overhead/<model>``: aegen's Trainer vs a bare PyTorch loop, every
+  registered model and prior, on the same model object, batch and data;
+- ``peak/…``: the machine's own peak (2048² matmul, 64→64 3×3 convolution) in
+  fp32 and bf16; ``peak_fraction/<model>``: FLOP/s (counted by
+  ``torch.utils.flop_counter``) a training loop with the model's default speed
+  switches reaches, as a fraction of the best convolution peak;
+- ``vqvae/train_bf16``: bf16 autocast + channels_last vs fp32; ``vqvae/encode``;
+  ``sample/<prior>_kv_cache``: cached vs uncached sampling; ``data/batching``;
+- ``scaling/…``: epoch time at ¼ and ½ of the data vs the share of the full epoch;
+  ``memory/…``: peak resident memory of a whole training run;
+- ``ddp/…``: images/s of ``aegen train --nproc 2`` vs one process.
+
+``--quick`` runs every case at a small size (about a minute) so the tests can
+check the report's shape; the numbers worth quoting come from a full run.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import TrainConfig
+from ..data.datasets import Dataset, Split, load_data
+from ..data.loader import to_float
+from ..registry import available, entry
+from ..train import bf16_supported
+from . import data_scaling, machine, trainer_overhead, vq
+from .core import Case, write_report
+
+__all__ = ["run_suite"]
+
+
+def _model_defaults(name: str) -> TrainConfig:
+    """The TrainConfig a model trains with by default (its class's ``train_defaults``)."""
+    defaults = dict(getattr(entry(name).cls, "train_defaults", {}))
+    return TrainConfig(
+        **{k: v for k, v in defaults.items() if k in TrainConfig.__dataclass_fields__}
+    )
+
+
+def _code_data(n: int, size: int = 7, codes: int = 256) -> Dataset:
+    """Random code grids, the shape a prior trains on (speed does not depend on the values)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, codes, (n, size, size), generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    split = Split(x, y)
+    return Dataset("codes", split, Split(x[:0], y[:0]), split, [str(i) for i in range(10)])
+
+
+def _cli(argv: list[str], env: dict | None = None) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "aegen", *argv],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _last_images_per_s(run_dir: Path) -> float:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return float(rows[-1]["images_per_s"])
+
+
+def ddp_case(data: str, limit: int, epochs: int, model: str = "ae-conv") -> Case:
+    """Training images/s with two gloo processes vs one, same global batch (issue: scale past one process)."""
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for nproc in (1, 2):
+            out = Path(tmp) / f"p{nproc}"
+            argv = [
+                "train",
+                model,
+                "--data",
+                data,
+                "--epochs",
+                str(epochs),
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+            if limit:
+                argv += ["--limit", str(limit)]
+            if nproc > 1:
+                argv += ["--nproc", str(nproc)]
+            _cli(argv)
+            rates[nproc] = _last_images_per_s(out)
+    return Case(
+        f"ddp/{model}_2proc",
+        rates[2],
+        "images/s",
+        rates[1],
+        extra={
+            "baseline": "one process, all cores",
+            "cores": os.cpu_count(),
+            "epochs": epochs,
+            "note": "images/s of the last epoch, global batch the same",
+        },
+    )
+
+
+def run_suite(
+    quick: bool = False, data: str = "fashion-mnist", json_path: str | None = None
+) -> dict:
+    """Run every case and print (and write) the JSON report."""
+    limit = 2000 if quick else 0
+    steps, repeats = (4, 2) if quick else (30, 5)
+    ds = load_data(data, val_size=0, limit=limit)
+    cases: list[Case] = []
+    t0 = time.perf_counter()
+
+    def done(what: str) -> None:  # progress on stderr: the JSON on stdout stays clean
+        print(f"bench: {what} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+    # trainer overhead: every model and every prior
+    codes = _code_data(steps * 128)
+    for name in available("model"):
+        cases.append(
+            trainer_overhead.measure(
+                name, ds, steps=steps, repeats=repeats, train=_model_defaults(name)
+            )
+        )
+    for name in available("prior"):
+        cases.append(trainer_overhead.measure(name, codes, steps=steps, repeats=repeats))
+    done("trainer overhead")
+
+    # the machine's peak and the fraction of it training reaches
+    peaks = machine.peaks() if not quick else _quick_peaks()
+    cases += peaks
+    best_conv = max(c.value for c in peaks if c.name.startswith("peak/conv3x3"))
+    for name in ("vqvae", "ae-conv"):
+        c = machine.training_fraction(
+            name, ds.train.x, ds.train.y, best_conv, _model_defaults(name), steps=2 if quick else 20
+        )
+        c.unit = "GFLOP/s (ratio: of the best 3x3 conv peak)"
+        cases.append(c)
+    done("peaks and peak fractions")
+
+    # the VQ pipeline's hot paths
+    xb = to_float(ds.train.x[:128])
+    amp = "bf16" if bf16_supported() else "off"
+    vq_steps = 2 if quick else 10
+    cases.append(
+        Case(
+            "vqvae/train_bf16_channels_last",
+            vq.train_speed(xb, vq_steps, amp, True),
+            "images/s",
+            vq.train_speed(xb, vq_steps, "off", False),
+            extra={"amp": amp, "baseline": "fp32, contiguous"},
+        )
+    )
+    cases.append(
+        Case(
+            "vqvae/encode",
+            vq.encode_speed(to_float(ds.train.x[: 500 if quick else 5000])),
+            "images/s",
+        )
+    )
+    cases += vq.sampling_cases(8 if quick else 100)
+    cases.append(data_scaling.batching(ds))
+    done("VQ-VAE, encoding, sampling, batching")
+
+    # scaling and memory
+    cases += data_scaling.scaling(ds, cfg=_model_defaults("ae-mlp"))
+    mem_argv = ["train", "vqvae", "--data", data, "--epochs", "1"] + (
+        ["--limit", str(limit)] if limit else []
+    )
+    cases.append(data_scaling.peak_memory(mem_argv))
+    done("scaling and memory")
+
+    # two processes vs one
+    cases.append(ddp_case(data, limit=1024 if quick else 0, epochs=2))
+    done("one vs two processes")
+    return write_report(cases, json_path, "aegen" + (" (quick)" if quick else ""))
+
+
+def _quick_peaks() -> list[Case]:
+    """Small, short peak measurements for --quick (the shape of the report, not its numbers)."""
+    cases = []
+    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        mm = machine.matmul_peak(dtype, n=256)
+        cv = machine.conv_peak(dtype, batch=8)
+        cases += [
+            Case(f"peak/matmul_{label}", mm / 1e9, "GFLOP/s"),
+            Case(f"peak/conv3x3_{label}", cv / 1e9, "GFLOP/s"),
+        ]
+    return cases

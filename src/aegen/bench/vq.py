@@ -1,0 +1,92 @@
+"""The VQ pipeline's hot paths: VQ-VAE training in fp32 and bf16, encoding images to
+code grids, and prior sampling with and without the key/value (or hidden-state) cache."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from ..data.loader import Batch
+from ..registry import available, build
+from ..train import autocast
+from .core import Case
+
+
+def best_of(fn: Callable[[], object], repeats: int) -> float:
+    """Least seconds of ``repeats`` calls (after one warm-up call)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def train_speed(
+    x: torch.Tensor, steps: int, amp: str, channels_last: bool, repeats: int = 2
+) -> float:
+    """images/s of a bare VQ-VAE training loop on the float batch ``x`` (B, 1, 28, 28)."""
+    torch.manual_seed(0)
+    model = build("vqvae").train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    y = torch.zeros(x.shape[0], dtype=torch.long)
+
+    def run() -> None:
+        for _ in range(steps):
+            with autocast(amp):
+                loss, _ = model.loss(Batch(x, y))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    return steps * x.shape[0] / best_of(run, repeats)
+
+
+def encode_speed(x: torch.Tensor, repeats: int = 3) -> float:
+    """images/s of ``encode_indices`` (what ``aegen encode`` does), eval mode, fp32."""
+    model = build("vqvae").eval()
+    with torch.no_grad():
+        return x.shape[0] / best_of(lambda: model.encode_indices(x), repeats)
+
+
+def sample_speed(name: str, n: int, use_cache: bool, repeats: int = 2) -> float:
+    """Code grids per second drawn by prior ``name`` (default config, class-conditional)."""
+    torch.manual_seed(0)
+    prior = build(name, num_classes=10).eval()
+    g = torch.Generator()
+    return n / best_of(
+        lambda: prior.sample(n, generator=g.manual_seed(0), use_cache=use_cache), repeats
+    )
+
+
+def sampling_cases(n: int) -> list[Case]:
+    """Each prior's sampling speed; ratio = cached / uncached (PixelCNN has no cache)."""
+    cases = []
+    for name in available("prior"):
+        cached = sample_speed(name, n, True)
+        if name == "pixelcnn":
+            cases.append(
+                Case(
+                    f"sample/{name}",
+                    cached,
+                    "grids/s",
+                    extra={"cache": "none (masked convolutions)"},
+                )
+            )
+        else:
+            cases.append(
+                Case(
+                    f"sample/{name}_kv_cache",
+                    cached,
+                    "grids/s",
+                    sample_speed(name, n, False),
+                    extra={"baseline": "the same sampler without its cache", "n": n},
+                )
+            )
+    return cases

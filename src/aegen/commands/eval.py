@@ -1,0 +1,128 @@
+"""``aegen eval RUN_DIR``: score a run and merge the scores into RUN_DIR/metrics.json."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..checkpoint import load_config
+from ..cli import nonneg_int, positive_float, positive_int
+from ..eval.evaluate import SECTIONS, EvalOptions, evaluate_run
+from ..eval.features import default_features_dir, load_features
+from ..eval.metrics import METRICS_JSON, update_metrics_json
+from ..files import ensure_dir, ensure_writable_file
+from ..viz import save_grid
+from ._common import add_data_args, data_for_run
+
+SCORED_SAMPLES = "scored_samples.png"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="score a run: MSE/PSNR/SSIM, FID/KID/precision/recall, NLL",
+        description="Score a run directory and merge the scores into its metrics.json: "
+        "reconstruction (MSE, PSNR, SSIM) for models that reconstruct; FID, KID and "
+        "precision/recall on domain features for models that sample; NLL in nats and "
+        "bits/dim for models with a likelihood.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    add_data_args(p, default=None)
+    p.add_argument(
+        "--features",
+        default=None,
+        metavar="DIR",
+        help="feature network from 'aegen features train' (default: ~/.cache/aegen/features/<data>)",
+    )
+    p.add_argument(
+        "--n",
+        type=positive_int,
+        default=EvalOptions.n,
+        help="samples to draw and test images to compare them with: more is slower "
+        f"and less noisy (default {EvalOptions.n})",
+    )
+    p.add_argument(
+        "--kid-subsets",
+        type=positive_int,
+        default=EvalOptions.kid_subsets,
+        help=f"random subsets KID averages over (default {EvalOptions.kid_subsets})",
+    )
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of every random draw")
+    p.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature")
+    p.add_argument(
+        "--nll-images",
+        type=positive_int,
+        default=EvalOptions.nll_images,
+        help=f"test images for the likelihood (default {EvalOptions.nll_images})",
+    )
+    p.add_argument(
+        "--iwae-k",
+        type=positive_int,
+        default=EvalOptions.iwae_k,
+        help=f"importance samples per image for the likelihood (default {EvalOptions.iwae_k})",
+    )
+    p.add_argument(
+        "--vqvae", default=None, metavar="DIR", help="prior runs: the VQ-VAE run that decodes it"
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=list(SECTIONS),
+        default=None,
+        help="compute only this kind of score (repeatable; default: all the run supports)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _features_for(args: argparse.Namespace, data_name: str):
+    if args.features:
+        return load_features(args.features)
+    default = default_features_dir(data_name)
+    return load_features(default) if default.is_dir() else None
+
+
+def run(args: argparse.Namespace) -> int:
+    d = Path(args.run_dir)
+    load_config(d)  # a run directory, or one clear line
+    ensure_writable_file(d / METRICS_JSON)
+    options = EvalOptions(
+        n=args.n,
+        seed=args.seed,
+        kid_subsets=args.kid_subsets,
+        temperature=args.temperature,
+        nll_images=args.nll_images,
+        iwae_k=args.iwae_k,
+        vqvae_dir=args.vqvae,
+    )
+    options.check()
+    data = data_for_run(d, args)
+    features = _features_for(args, data.name) if not args.only or "samples" in args.only else None
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    result = evaluate_run(
+        d, data, features, options, progress=not args.quiet, log=log, only=args.only
+    )
+    if result.samples is not None:
+        save_grid(ensure_dir(d / "samples") / SCORED_SAMPLES, result.samples)
+    update_metrics_json(d, result.sections)
+    print(summary_line(d, result.sections))
+    return 0
+
+
+def summary_line(run_dir: Path, sections: dict) -> str:
+    """One line of the headline scores, for the terminal."""
+    parts = []
+    if rec := sections.get("reconstruction"):
+        parts.append(f"MSE {rec['mse']:.5f}, PSNR {rec['psnr']:.2f} dB, SSIM {rec['ssim']:.4f}")
+    if s := sections.get("samples"):
+        parts.append(
+            f"FID {s['fid']:.3f}, KID {s['kid_mean']:.5f} ± {s['kid_std']:.5f}, "
+            f"precision {s['precision']:.3f}, recall {s['recall']:.3f} "
+            f"({s['n_samples']} samples, features {s['features']['sha256'][:12]})"
+        )
+    if lik := sections.get("likelihood"):
+        parts.append(f"NLL {lik['nll_nats']:.2f} nats ({lik['bits_per_dim']:.4f} bits/dim)")
+    return (
+        f"{run_dir}: " + ("; ".join(parts) or "nothing to score") + f" -> {run_dir / METRICS_JSON}"
+    )
