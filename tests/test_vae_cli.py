@@ -49,6 +49,17 @@ def test_train_writes_the_vae_diagnostics(vae_run):
         assert col in header, col
 
 
+def test_report_shows_the_vae_likelihood(cli, vae_run, tmp_path):
+    """aegen report (issue 7) reads the likelihood section a VAE run writes, schema and all."""
+    from aegen.eval.metrics import check_metrics
+
+    metrics = check_metrics(json.loads((vae_run / "metrics.json").read_text()))
+    out = tmp_path / "report.html"
+    assert cli("report", vae_run, "--out", out).code == 0
+    html = out.read_text()
+    assert "NLL (nats/image)" in html and f"{metrics['likelihood']['nll_nats']:.2f}" in html
+
+
 def test_sample_is_reproducible(cli, vae_run, tmp_path):
     a, b, c = (tmp_path / f"{n}.png" for n in "abc")
     assert cli("sample", vae_run, "--n", "12", "--out", a, "--seed", "3").code == 0
