@@ -39,6 +39,9 @@ COMMANDS = [
     "report",
     "bench",
     "tour",
+    "sample",
+    "interpolate",
+    "sweep-beta",
 ]
 
 

@@ -185,6 +185,7 @@ class TrainConfig:
     amp: Literal["auto", "bf16", "off"] = "off"  # bf16 autocast; auto = where the CPU has bf16
     channels_last: bool = False
     compile: bool = False
+    fused: bool = False  # fused AdamW: one kernel updates all parameters (CPU and GPU)
     num_threads: int = 0  # 0: torch's default (one per physical core)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when there is a GPU
 

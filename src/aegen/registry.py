@@ -39,6 +39,7 @@ _REGISTRY: dict[str, Entry] = {}
 # `import aegen` stays cheap and a broken optional module cannot hide the others.
 _MODULES = (
     "aegen.models.ae",
+    "aegen.models.vae",
     "aegen.models.vqvae",
     "aegen.priors.pixelcnn",
     "aegen.priors.pixelrnn",

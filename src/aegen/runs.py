@@ -188,6 +188,8 @@ def finish_run(trained: TrainedRun, n_pictures: int = 50) -> dict[str, float]:
     if hasattr(model, "sample"):
         g = torch.Generator().manual_seed(trained.config.train.seed)
         save_grid(samples / "samples.png", model.sample(100, generator=g))
+    if hasattr(model, "report"):  # a model's own diagnostics (VAE: likelihood, collapse, blur)
+        summary.update(model.report(out, data))
     return summary
 
 

@@ -280,7 +280,9 @@ class Trainer:
         self.progress = progress
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused or None
+        )
         self._partial_params = len(self.params) < len(trainable)
         self.step = 0
         self.epoch = 0

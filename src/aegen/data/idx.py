@@ -51,12 +51,12 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{name}: truncated IDX header ({len(data)} of {header} bytes)")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = IDX_DTYPES[code]
-    count = 1
+    count, span = 1, 1
     for d in dims:
         count *= d
+        span *= max(d, 1)  # a zero dim empties the array but numpy still refuses a huge shape
     expected = count * dtype.itemsize
-    # a zero dimension makes the payload empty, but the others must still be sane sizes
-    if expected > MAX_PAYLOAD_BYTES or max(dims) * dtype.itemsize > MAX_PAYLOAD_BYTES:
+    if max(expected, span * dtype.itemsize) > MAX_PAYLOAD_BYTES:
         raise DataError(f"{name}: IDX header declares {dims}, too large to be real")
     actual = len(data) - header
     if actual != expected:

@@ -1,2 +1,3 @@
-"""Multi-step jobs over directories (the primer, the VQ pipeline, the semi-supervised grid, the
-tour): each composes the library's parts and writes its results to a folder; no model imports them."""
+"""Multi-step jobs over directories (the primer, the VQ pipeline, the β sweep, the semi-supervised
+grid, the tour): each composes the library's parts and writes its results to a folder; no model
+imports them."""
