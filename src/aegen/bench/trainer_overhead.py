@@ -73,7 +73,10 @@ def measure(
     )
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # the optimizer the Trainer builds from the same config (fused where the model asks for it)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused or None
+    )
 
     def bare() -> int:
         return _bare_loop(
