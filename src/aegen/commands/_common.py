@@ -59,3 +59,22 @@ def output_file(path: str | Path, suffix: str | None = ".png") -> Path:
 
 def load_model(run_dir: str | Path, family=None) -> torch.nn.Module:
     return load(run_dir, family=family)
+
+
+def add_launch_args(p: argparse.ArgumentParser) -> None:
+    """--device and --nproc: where a training command runs, and in how many processes."""
+    from ..cli import positive_int
+
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=None,
+        help="where to train (default auto: CUDA when available)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="data-parallel processes on this machine (launches torchrun)",
+    )

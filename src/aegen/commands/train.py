@@ -11,7 +11,7 @@ from ..cli import nonneg_int, positive_int
 from ..errors import UserError
 from ..registry import available
 from ..runs import data_from_config, finish_run, make_run_config, train_run
-from ._common import add_data_args
+from ._common import add_data_args, add_launch_args
 
 
 def add_parser(sub) -> None:
@@ -48,19 +48,7 @@ def add_parser(sub) -> None:
         metavar="N",
         help="with --phased: end-to-end epochs after the phases",
     )
-    p.add_argument(
-        "--device",
-        choices=["auto", "cpu", "cuda"],
-        default=None,
-        help="where to train (default auto: CUDA when available)",
-    )
-    p.add_argument(
-        "--nproc",
-        type=positive_int,
-        default=1,
-        metavar="N",
-        help="data-parallel processes on this machine (launches torchrun)",
-    )
+    add_launch_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -9,6 +9,7 @@ from .. import distributed
 from ..cli import nonneg_int, positive_int
 from ..pipelines.vq_prior import load_codes, train_prior
 from ..registry import available
+from ._common import add_launch_args
 from .train import strip_option
 
 
@@ -38,19 +39,7 @@ def add_parser(sub) -> None:
         help="ignore the labels (default: class-conditional)",
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument(
-        "--device",
-        choices=["auto", "cpu", "cuda"],
-        default=None,
-        help="where to train (default auto: CUDA when available)",
-    )
-    p.add_argument(
-        "--nproc",
-        type=positive_int,
-        default=1,
-        metavar="N",
-        help="data-parallel processes on this machine (launches torchrun)",
-    )
+    add_launch_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
