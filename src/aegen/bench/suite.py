@@ -119,7 +119,7 @@ def run_suite(
 ) -> dict:
     """Run every case and print (and write) the JSON report."""
     limit = 2000 if quick else 0
-    steps, repeats, min_s = (4, 2, 0.2) if quick else (30, 7, 1.0)
+    steps, repeats, min_s = (4, 2, 0.2) if quick else (30, 7, 3.0)
     ds = load_data(data, val_size=0, limit=limit)
     cases: list[Case] = []
     t0 = time.perf_counter()
