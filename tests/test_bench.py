@@ -10,7 +10,8 @@ from conftest import assert_user_error
 
 from aegen.bench import data_scaling, machine, trainer_overhead, vq
 from aegen.bench.core import Case, write_report
-from aegen.bench.suite import _code_data, _model_defaults
+from aegen.bench.suite import _code_data
+from aegen.runs import make_run_config
 
 
 def _well_formed(c: Case) -> None:
@@ -29,7 +30,7 @@ def test_trainer_overhead_case_for_a_model_and_a_prior(small_synthetic):
         steps=2,
         repeats=1,
         min_seconds=0,
-        train=_model_defaults("ae-mlp"),
+        train=make_run_config("ae-mlp").train,
     )
     _well_formed(c)
     assert c.name == "trainer_overhead/ae-mlp" and c.baseline is not None
@@ -47,7 +48,7 @@ def test_peak_fraction_counts_flops(small_synthetic):
         small_synthetic.train.x,
         small_synthetic.train.y,
         cv / 1e9,
-        _model_defaults("ae-conv"),
+        make_run_config("ae-conv").train,
         batch_size=8,
         steps=1,
     )

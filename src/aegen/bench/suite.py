@@ -23,7 +23,6 @@ check the report's shape; the numbers worth quoting come from a full run.
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -33,23 +32,15 @@ from pathlib import Path
 
 import torch
 
-from ..config import TrainConfig
 from ..data.datasets import Dataset, Split, load_data
 from ..data.loader import to_float
-from ..registry import available, entry
-from ..train import bf16_supported
+from ..registry import available
+from ..runs import make_run_config
+from ..train import bf16_supported, read_metrics
 from . import data_scaling, machine, trainer_overhead, vq
 from .core import Case, write_report
 
 __all__ = ["run_suite"]
-
-
-def _model_defaults(name: str) -> TrainConfig:
-    """The TrainConfig a model trains with by default (its class's ``train_defaults``)."""
-    defaults = dict(getattr(entry(name).cls, "train_defaults", {}))
-    return TrainConfig(
-        **{k: v for k, v in defaults.items() if k in TrainConfig.__dataclass_fields__}
-    )
 
 
 def _code_data(n: int, size: int = 7, codes: int = 256) -> Dataset:
@@ -69,12 +60,6 @@ def _cli(argv: list[str], env: dict | None = None) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-def _last_images_per_s(run_dir: Path) -> float:
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return float(rows[-1]["images_per_s"])
 
 
 def ddp_case(data: str, limit: int, epochs: int, model: str = "ae-conv") -> Case:
@@ -99,7 +84,7 @@ def ddp_case(data: str, limit: int, epochs: int, model: str = "ae-conv") -> Case
             if nproc > 1:
                 argv += ["--nproc", str(nproc)]
             _cli(argv)
-            rates[nproc] = _last_images_per_s(out)
+            rates[nproc] = float(read_metrics(out / "metrics.csv")[-1]["images_per_s"])
     return Case(
         f"ddp/{model}_2proc",
         rates[2],
@@ -136,7 +121,7 @@ def run_suite(
                 ds,
                 steps=steps,
                 repeats=repeats,
-                train=_model_defaults(name),
+                train=make_run_config(name).train,
                 min_seconds=min_s,
             )
         )
@@ -152,7 +137,12 @@ def run_suite(
     best_conv = max(c.value for c in peaks if c.name.startswith("peak/conv3x3"))
     for name in ("vqvae", "ae-conv"):
         c = machine.training_fraction(
-            name, ds.train.x, ds.train.y, best_conv, _model_defaults(name), steps=2 if quick else 20
+            name,
+            ds.train.x,
+            ds.train.y,
+            best_conv,
+            make_run_config(name).train,
+            steps=2 if quick else 20,
         )
         c.unit = "GFLOP/s (ratio: of the best 3x3 conv peak)"
         cases.append(c)
@@ -183,7 +173,7 @@ def run_suite(
     done("VQ-VAE, encoding, sampling, batching")
 
     # scaling and memory
-    cases += data_scaling.scaling(ds, cfg=_model_defaults("ae-mlp"))
+    cases += data_scaling.scaling(ds, cfg=make_run_config("ae-mlp").train)
     mem_argv = ["train", "vqvae", "--data", data, "--epochs", "1"] + (
         ["--limit", str(limit)] if limit else []
     )

@@ -78,3 +78,19 @@ def add_launch_args(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="data-parallel processes on this machine (launches torchrun)",
     )
+
+
+def add_train_args(p: argparse.ArgumentParser, set_example: str) -> None:
+    """--epochs, --batch-size, --seed and repeatable --set KEY=VALUE config overrides."""
+    from ..cli import nonneg_int, positive_int
+
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--seed", type=nonneg_int, default=None)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"config override, e.g. {set_example} (repeatable)",
+    )

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import nonneg_int, positive_int
 from ..pipelines.beta_sweep import DEFAULT_BETAS, parse_betas, plan_sweep, run_sweep
-from ._common import add_data_args
+from ._common import add_data_args, add_train_args
 
 
 def add_parser(sub) -> None:
@@ -25,16 +24,7 @@ def add_parser(sub) -> None:
         help="comma-separated β values (default %(default)s)",
     )
     add_data_args(p)
-    p.add_argument("--epochs", type=positive_int, default=None)
-    p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--seed", type=nonneg_int, default=None)
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override for every run, e.g. model.latent_dim=2 (repeatable)",
-    )
+    add_train_args(p, "model.latent_dim=2, for every run")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 

@@ -7,11 +7,11 @@ import os
 import sys
 
 from .. import distributed
-from ..cli import nonneg_int, positive_int
+from ..cli import nonneg_int
 from ..errors import UserError
 from ..registry import available
 from ..runs import data_from_config, finish_run, make_run_config, train_run
-from ._common import add_data_args, add_launch_args
+from ._common import add_data_args, add_launch_args, add_train_args
 
 
 def add_parser(sub) -> None:
@@ -23,16 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="registered model name (see aegen train --help)")
     add_data_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="run directory to write")
-    p.add_argument("--epochs", type=positive_int, default=None)
-    p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--seed", type=nonneg_int, default=None)
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override, e.g. model.code_dim=2 or train.lr=3e-4 (repeatable)",
-    )
+    add_train_args(p, "model.code_dim=2 or train.lr=3e-4")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )

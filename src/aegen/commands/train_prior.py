@@ -6,10 +6,9 @@ import argparse
 import os
 
 from .. import distributed
-from ..cli import nonneg_int, positive_int
 from ..pipelines.vq_prior import load_codes, train_prior
 from ..registry import available
-from ._common import add_launch_args
+from ._common import add_launch_args, add_train_args
 from .train import strip_option
 
 
@@ -23,16 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("codes_dir", metavar="CODES_DIR")
     p.add_argument("--prior", required=True, choices=available("prior"))
     p.add_argument("--out", required=True, metavar="DIR", help="run directory to write")
-    p.add_argument("--epochs", type=positive_int, default=None)
-    p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--seed", type=nonneg_int, default=None)
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override, e.g. model.d_model=64 or train.lr=3e-4 (repeatable)",
-    )
+    add_train_args(p, "model.d_model=64 or train.lr=3e-4")
     p.add_argument(
         "--unconditional",
         action="store_true",
