@@ -29,6 +29,7 @@ from .train import FitResult, Trainer, seed_everything
 __all__ = [
     "TrainedRun",
     "data_from_config",
+    "discard_unfinished",
     "finish_run",
     "make_run_config",
     "run_config_from_json",
@@ -225,10 +226,14 @@ def stage_state(out: Path, want: dict[str, Any], keys: tuple[str, ...], what: st
             "choose another --out or remove that directory"
         )
     if not (out / TRAIN_STATE).is_file():
-        # killed before its first checkpoint: nothing of value; start it again
-        # (unless a live process is still at work there: the lock refuses then)
-        with RunLock(out):
-            pass
-        shutil.rmtree(out)
+        discard_unfinished(out)  # killed before its first checkpoint: start it again
         return "fresh"
     return "done" if read_train_state(out).get("finished") else "resume"
+
+
+def discard_unfinished(out: Path) -> None:
+    """Remove a directory that a killed run left with nothing of value in it, unless a
+    live process is still at work there (its lock refuses with a UserError then)."""
+    with RunLock(out):
+        pass
+    shutil.rmtree(out)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from ..data.loader import to_float
 from ..errors import UserError
 from ..eval.metrics import METRICS_JSON, psnr, read_metrics_json, update_metrics_json
 from ..files import RunLock, atomic_write_json, atomic_write_text, ensure_dir
-from ..runs import finish_run, make_run_config, stage_state, train_run
+from ..runs import discard_unfinished, finish_run, make_run_config, stage_state, train_run
 from ..viz import save_grid
 
 __all__ = ["BUDGETS", "PARTS", "Budget", "run_tour", "render_tour"]
@@ -144,9 +143,7 @@ class Tour:
             self._features = load_features(local)
             return self._features
         if local.exists():  # a killed training: nothing of value
-            with RunLock(local):
-                pass
-            shutil.rmtree(local)
+            discard_unfinished(local)
         self.log(
             f"  training a feature network for FID/KID ({self.budget.features_epochs} epochs) into {local}"
         )
@@ -496,9 +493,7 @@ def part_vqvae(t: Tour, d: Path) -> PartResult:
         if not (pdir / METRICS_JSON).is_file() or "prior" not in read_metrics_json(pdir):
             resume = (pdir / CONFIG).is_file() and (pdir / TRAIN_STATE).is_file()
             if pdir.exists() and not resume:
-                with RunLock(pdir):
-                    pass
-                shutil.rmtree(pdir)
+                discard_unfinished(pdir)
             t.log(f"  {name} prior: {'resuming' if resume else 'training'} on the same codes")
             if resume:
                 train_prior(d / "codes", name, pdir, resume=True, progress=t.progress, codes=codes)
@@ -606,10 +601,11 @@ def _read_state(out: Path) -> dict[str, Any] | None:
         return None
     try:
         state = json.loads(p.read_text())
-        assert isinstance(state.get("parts"), dict)
-        return state
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AssertionError):
-        raise UserError(f"{p}: unreadable; remove it to start the tour again") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        state = None
+    if not isinstance(state, dict) or not isinstance(state.get("parts"), dict):
+        raise UserError(f"{p}: unreadable; remove it to start the tour again")
+    return state
 
 
 def run_tour(
