@@ -17,7 +17,7 @@ def main(path: str) -> None:
     report = json.load(open(path))
     m = report["machine"]
     print(f"{m['cpu']}, {m['cpu_count']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, "
-          f"bf16 {'yes' if m['bf16'] else 'no'}; load average at the end {m['load_average']}\n")  # fmt: skip
+          f"bf16 {'yes' if m['bf16'] else 'no'}, ISA {' '.join(m.get('isa', [])) or 'unknown'}; load average at the end {m['load_average']}\n")  # fmt: skip
     print("| case | value | unit | baseline | ratio |")
     print("|---|---:|---|---:|---:|")
     for c in report["cases"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import torch
 from conftest import assert_user_error
@@ -56,6 +57,33 @@ def test_peak_fraction_counts_flops(small_synthetic):
     assert c.extra["flops_per_step"] > 0
 
 
+def test_peak_rate_is_timed_over_windows_not_single_calls(monkeypatch):
+    # a call that is now and then instant must not make the peak: every window of at
+    # least ``window`` seconds holds mostly slow calls
+    calls = []
+
+    def fn():
+        calls.append(1)
+        if len(calls) % 5:
+            time.sleep(0.01)
+
+    rate = machine._rate(fn, 1.0, min_time=0.15, window=0.05)
+    # at most 125 calls/s sustained (sleep never ends early); one instant call alone: ~1e6/s
+    assert 0 < rate < 200
+
+
+def test_conv_train_peak_counts_forward_and_backward():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1)
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        conv(x).sum().backward()
+    assert counter.get_total_flops() == 3 * 2 * 2 * 8 * 8 * 9 * 6 * 6  # the formula used
+    assert machine.conv_train_peak(torch.float32, batch=2, channels=8, size=6) > 0
+
+
 def test_sampling_and_encoding_cases():
     cases = vq.sampling_cases(2)
     assert {c.name.split("/")[1].split("_")[0] for c in cases} == {
@@ -80,6 +108,13 @@ def test_report_is_json_with_machine_info(tmp_path, capsys):
     write_report([Case("x", 2.0, "images/s", 4.0)], out, "t")
     report = json.loads(out.read_text())
     assert report["machine"]["torch"] == torch.__version__
+    assert set(report["machine"]["isa"]) <= {
+        "avx2",
+        "avx512f",
+        "avx512_bf16",
+        "avx512_fp16",
+        "amx_bf16",
+    }
     assert report["cases"] == [
         {"name": "x", "value": 2.0, "unit": "images/s", "baseline": 4.0, "ratio": 0.5, "extra": {}}
     ]

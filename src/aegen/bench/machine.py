@@ -16,16 +16,25 @@ from ..train import autocast, seed_everything
 from .core import Case
 
 
-def _rate(fn, flops: float, min_time: float = 1.0) -> float:
-    """FLOP/s of ``fn`` (best of repeated runs lasting at least ``min_time`` in all)."""
+def _rate(fn, flops: float, min_time: float = 1.0, window: float = 0.2) -> float:
+    """FLOP/s of ``fn``: the best of timing windows (each repeats ``fn`` for at least
+    ``window`` seconds) over at least ``min_time`` seconds in all.
+
+    Windows, not single calls: on a machine whose two vCPUs share a core, one short
+    call now and then runs 2-3x faster than any sustained stretch, and a peak made
+    of such outliers is not one that a training loop could ever be held against."""
     fn()  # warm-up
     best, spent = 0.0, 0.0
     while spent < min_time:
-        t0 = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - t0
+        calls, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            dt = time.perf_counter() - t0
+            if dt >= window:
+                break
         spent += dt
-        best = max(best, flops / dt)
+        best = max(best, calls * flops / dt)
     return best
 
 
@@ -49,11 +58,46 @@ def conv_peak(dtype: torch.dtype, batch: int = 64, channels: int = 64, size: int
         return _rate(lambda: conv(x), flops)
 
 
+def conv_train_peak(
+    dtype: torch.dtype, batch: int = 64, channels: int = 64, size: int = 28
+) -> float:
+    """The same 3×3 convolution trained: forward plus backward to its input and weight
+    (3× the forward FLOPs), the most any training step built of convolutions can reach."""
+    x = (
+        torch.randn(batch, channels, size, size, dtype=dtype)
+        .contiguous(memory_format=torch.channels_last)
+        .requires_grad_()
+    )
+    conv = (
+        torch.nn.Conv2d(channels, channels, 3, padding=1)
+        .to(dtype)
+        .to(memory_format=torch.channels_last)
+    )
+    grad = torch.ones(batch, channels, size, size, dtype=dtype).contiguous(
+        memory_format=torch.channels_last
+    )
+    flops = 3 * 2.0 * batch * channels * channels * 9 * size * size
+
+    def step() -> None:
+        conv(x).backward(grad)
+        x.grad = conv.weight.grad = conv.bias.grad = None
+
+    return _rate(step, flops)
+
+
 def peaks() -> list[Case]:
     cases = []
     for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         cases.append(Case(f"peak/matmul_{label}", matmul_peak(dtype) / 1e9, "GFLOP/s"))
         cases.append(Case(f"peak/conv3x3_{label}", conv_peak(dtype) / 1e9, "GFLOP/s"))
+        cases.append(
+            Case(
+                f"peak/conv3x3_train_{label}",
+                conv_train_peak(dtype) / 1e9,
+                "GFLOP/s",
+                extra={"what": "forward + backward of the same convolution"},
+            )
+        )
     return cases
 
 
