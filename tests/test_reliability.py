@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import random
 import signal
@@ -248,20 +247,3 @@ def test_overrides_never_raise_anything_else(texts):
         apply_overrides(run, texts)
     except ConfigError:
         pass
-
-
-def test_a_stage_made_before_a_train_key_existed_still_resumes(tmp_path):
-    # a run directory written before train.flush_denormal existed is compared as if
-    # it had the default, instead of being refused as "other settings"
-    from aegen.checkpoint import write_config
-    from aegen.errors import UserError
-    from aegen.runs import make_run_config, stage_state
-
-    want = make_run_config("ae-mlp", data="synthetic").to_json()
-    old = json.loads(json.dumps(want))
-    del old["train"]["flush_denormal"]
-    write_config(tmp_path, {**old, "train": {**old["train"], "lr": 0.5}})
-    with pytest.raises(UserError, match="train.lr"):  # a real difference is still refused
-        stage_state(tmp_path, want, ("model", "train"), "AE")
-    write_config(tmp_path, old)
-    assert stage_state(tmp_path, want, ("model", "train"), "AE") == "fresh"  # no checkpoint yet

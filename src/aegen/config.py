@@ -187,11 +187,6 @@ class TrainConfig:
     compile: bool = False
     fused: bool = False  # fused AdamW: one kernel updates all parameters (CPU and GPU)
     num_threads: int = 0  # 0: torch's default (one per physical core)
-    # Flush denormal floats to zero on the CPU (process-wide, like num_threads). AdamW's
-    # moment estimates for weights that never get a gradient (pixels that are always 0)
-    # decay into the denormal range, where x86 arithmetic is many times slower: an
-    # ae-mlp epoch went from 4.6 s to 6.7-7.2 s after the first epoch without it.
-    flush_denormal: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when there is a GPU
 
     def validate(self) -> None:

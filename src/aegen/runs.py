@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .checkpoint import CONFIG, TRAIN_STATE, load_config, read_train_state, write_config
-from .config import DataConfig, RunConfig, TrainConfig, apply_overrides, from_dict, to_dict
+from .config import DataConfig, RunConfig, TrainConfig, apply_overrides, from_dict
 from .data.datasets import Dataset, load_data
 from .distributed import barrier
 from .distributed import context as dist_context
@@ -215,8 +215,6 @@ def stage_state(out: Path, want: dict[str, Any], keys: tuple[str, ...], what: st
 
     def settings(cfg: dict[str, Any]) -> dict[str, Any]:
         picked = {k: cfg.get(k) for k in keys}
-        if isinstance(picked.get("train"), dict):  # a key added since: compared as its default
-            picked["train"] = {**to_dict(TrainConfig()), **picked["train"]}
         if isinstance(picked.get("codes"), dict):  # which codes, not where they are
             picked["codes"] = {k: v for k, v in picked["codes"].items() if k != "dir"}
         return picked

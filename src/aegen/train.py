@@ -280,7 +280,6 @@ class Trainer:
         self.progress = progress
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        torch.set_flush_denormal(cfg.flush_denormal)
         self.optimizer = torch.optim.AdamW(
             self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused or None
         )

@@ -73,7 +73,6 @@ def measure(
     )
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    torch.set_flush_denormal(cfg.flush_denormal)  # what the Trainer sets, for both loops
     # the optimizer the Trainer builds from the same config (fused where the model asks for it)
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused or None
