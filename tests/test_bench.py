@@ -11,7 +11,7 @@ from conftest import assert_user_error
 
 from aegen.bench import data_scaling, machine, trainer_overhead, vq
 from aegen.bench.core import Case, write_report
-from aegen.bench.suite import _code_data
+from aegen.bench.suite import _code_data, denormal_case
 from aegen.runs import make_run_config
 
 
@@ -123,3 +123,9 @@ def test_report_is_json_with_machine_info(tmp_path, capsys):
 
 def test_bench_cli_refuses_bad_data_before_timing(cli, tmp_path):
     assert_user_error(cli("bench", "--quick", "--data", str(tmp_path / "missing")), "missing")
+
+
+def test_denormal_case_compares_flushed_with_kept():
+    c = denormal_case("synthetic", limit=256, epochs=2)
+    _well_formed(c)
+    assert c.baseline > 0 and c.extra["epochs"] == 2

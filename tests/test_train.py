@@ -1,5 +1,8 @@
 import csv
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -173,3 +176,22 @@ def test_equal_weights_give_equal_files(tmp_path):
         )
         digests.add(hashlib.sha256((tmp_path / f"m{i}.safetensors").read_bytes()).hexdigest())
     assert len(digests) == 1
+
+
+@pytest.mark.parametrize(("env", "nonzero"), [("1", 0), ("0", 1 << 20)])
+def test_importing_aegen_flushes_denormals_in_every_torch_thread(env, nonzero):
+    # AdamW's moments of never-updated weights decay into denormals, which are slow; the
+    # flush must reach torch's worker threads too, so it is set before they start
+    code = (
+        "import aegen, torch; torch.set_num_threads(2); "
+        "x = torch.full((1 << 20,), 1, dtype=torch.int32).view(torch.float32); "  # denormals
+        "print(int((x * 1.0).count_nonzero()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "AEGEN_FLUSH_DENORMAL": env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert int(out) == nonzero

@@ -7,14 +7,15 @@ shared and absolute speeds drift. Cases:
 
 - ``trainer_overhead/<model>``: aegen's Trainer vs a bare PyTorch loop, every
   registered model and prior, on the same model object, batch and data;
-- ``peak/…``: the machine's own peak (2048² matmul, 64→64 3×3 convolution) in
-  fp32 and bf16; ``peak_fraction/<model>``: FLOP/s (counted by
+- ``peak/…``: the machine's own peak (2048² matmul, 64→64 3×3 convolution, and that
+  convolution trained: forward + backward) in fp32 and bf16; ``peak_fraction/<model>``: FLOP/s (counted by
   ``torch.utils.flop_counter``) a training loop with the model's default speed
   switches reaches, as a fraction of the best convolution peak;
 - ``vqvae/train_bf16``: bf16 autocast + channels_last vs fp32; ``vqvae/encode``;
   ``sample/<prior>_kv_cache``: cached vs uncached sampling; ``data/batching``;
 - ``scaling/…``: epoch time at ¼ and ½ of the data vs the share of the full epoch;
   ``memory/…``: peak resident memory of a whole training run;
+- ``denormals/…``: training images/s with denormals flushed (the default) vs kept;
 - ``ddp/…``: images/s of ``aegen train --nproc 2`` vs one process.
 
 ``--quick`` runs every case at a small size (about a minute) so the tests can
@@ -96,6 +97,27 @@ def ddp_case(data: str, limit: int, epochs: int, model: str = "ae-conv") -> Case
             "epochs": epochs,
             "note": "images/s of the last epoch, global batch the same",
         },
+    )
+
+
+def denormal_case(data: str, limit: int, epochs: int, model: str = "ae-mlp") -> Case:
+    """Training with denormals flushed to zero (aegen's default) vs kept (AEGEN_FLUSH_DENORMAL=0):
+    images/s over the epochs after the first, where AdamW's moments have decayed."""
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for flush in ("1", "0"):
+            out = Path(tmp) / f"flush{flush}"
+            argv = ["train", model, "--data", data, "--epochs", str(epochs), "--quiet"]
+            argv += ["--out", str(out)] + (["--limit", str(limit)] if limit else [])
+            _cli(argv, env={**os.environ, "AEGEN_FLUSH_DENORMAL": flush})
+            rows = read_metrics(out / "metrics.csv")[1:]
+            rates[flush] = sum(float(r["images_per_s"]) for r in rows) / len(rows)
+    return Case(
+        f"denormals/{model}_flushed",
+        rates["1"],
+        "images/s",
+        rates["0"],
+        extra={"baseline": "denormals kept (AEGEN_FLUSH_DENORMAL=0)", "epochs": epochs},
     )
 
 
@@ -181,6 +203,10 @@ def run_suite(
     )
     cases.append(data_scaling.peak_memory(mem_argv))
     done("scaling and memory")
+
+    # denormals flushed vs kept
+    cases.append(denormal_case(data, limit=limit, epochs=2 if quick else 4))
+    done("denormals")
 
     # two processes vs one
     cases.append(ddp_case(data, limit=1024 if quick else 0, epochs=2))
