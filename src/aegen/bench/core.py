@@ -77,12 +77,16 @@ def interleaved(fns: dict[str, Callable[[], float]], repeats: int = 5) -> dict[s
     """Call each ``fn`` (which returns a work count, e.g. images) ``repeats`` times, round-robin,
     and return the best rate (work per second) of each.
 
-    The best, as ``timeit`` takes the minimum: on a shared machine other work only
+    The order alternates between rounds. The best, as ``timeit`` takes the minimum: on a shared machine other work only
     ever slows a run down, so the fastest repeat is the closest to what the code
     itself costs, and both sides of a ratio are treated alike."""
     rates: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    order = list(fns)
+    for r in range(repeats):
+        # A B, B A, A B, ...: whatever the place in a round does to a run (a drifting
+        # clock, the previous run's allocations) falls on both sides alike
+        for name in order if r % 2 == 0 else order[::-1]:
+            fn = fns[name]
             t0 = time.perf_counter()
             work = fn()
             rates[name].append(work / (time.perf_counter() - t0))
