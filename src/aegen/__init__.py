@@ -11,19 +11,6 @@ The public API::
 
 __version__ = "0.1.0"
 
-import os  # noqa: E402
-
-import torch  # noqa: E402
-
-# Flush denormal floats to zero on the CPU, before torch starts its worker threads (they
-# inherit the setting when created; torch.set_flush_denormal later reaches only the
-# calling thread). AdamW's moments for weights that never get a gradient (pixels that
-# are always 0) decay into denormals, where x86 arithmetic is many times slower: ae-mlp
-# epochs went from 4.6 s to 6.7 s after the first without this. AEGEN_FLUSH_DENORMAL=0
-# keeps them (docs/performance.md).
-if os.environ.get("AEGEN_FLUSH_DENORMAL", "1") != "0":
-    torch.set_flush_denormal(True)
-
 from .checkpoint import load  # noqa: E402
 from .config import DataConfig, RunConfig, TrainConfig  # noqa: E402
 from .data import Batch, load_data  # noqa: E402
