@@ -57,7 +57,7 @@ def test_peak_fraction_counts_flops(small_synthetic):
     assert c.extra["flops_per_step"] > 0
 
 
-def test_peak_rate_is_timed_over_windows_not_single_calls(monkeypatch):
+def test_peak_rate_is_timed_over_windows_not_single_calls():
     # a call that is now and then instant must not make the peak: every window of at
     # least ``window`` seconds holds mostly slow calls
     calls = []

@@ -47,7 +47,7 @@ _ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16")
 
 
 def _isa() -> list[str]:
-    """The CPU's vector and matrix extensions that decide the peaks (AMX makes bf16 3-5x faster)."""
+    """The CPU's vector and matrix extensions that decide the peaks (AMX: bf16 several times faster)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
@@ -77,9 +77,10 @@ def interleaved(fns: dict[str, Callable[[], float]], repeats: int = 5) -> dict[s
     """Call each ``fn`` (which returns a work count, e.g. images) ``repeats`` times, round-robin,
     and return the best rate (work per second) of each.
 
-    The order alternates between rounds. The best, as ``timeit`` takes the minimum: on a shared machine other work only
-    ever slows a run down, so the fastest repeat is the closest to what the code
-    itself costs, and both sides of a ratio are treated alike."""
+    The order alternates between rounds. The best, as ``timeit`` takes the minimum:
+    on a shared machine other work only ever slows a run down, so the fastest repeat
+    is the closest to what the code itself costs, and both sides of a ratio are
+    treated alike."""
     rates: dict[str, list[float]] = {k: [] for k in fns}
     order = list(fns)
     for r in range(repeats):

@@ -20,9 +20,9 @@ def _rate(fn, flops: float, min_time: float = 1.0, window: float = 0.2) -> float
     """FLOP/s of ``fn``: the best of timing windows (each repeats ``fn`` for at least
     ``window`` seconds) over at least ``min_time`` seconds in all.
 
-    Windows, not single calls: on a machine whose two vCPUs share a core, one short
-    call now and then runs 2-3x faster than any sustained stretch, and a peak made
-    of such outliers is not one that a training loop could ever be held against."""
+    Windows, not single calls: on a shared machine with AMX one short call now and
+    then ran 2-3.5x faster than any sustained stretch, and a peak made of such
+    outliers is not one that a training loop could ever be held against."""
     fn()  # warm-up
     best, spent = 0.0, 0.0
     while spent < min_time:

@@ -8,9 +8,10 @@ shared and absolute speeds drift. Cases:
 - ``trainer_overhead/<model>``: aegen's Trainer vs a bare PyTorch loop, every
   registered model and prior, on the same model object, batch and data;
 - ``peak/…``: the machine's own peak (2048² matmul, 64→64 3×3 convolution, and that
-  convolution trained: forward + backward) in fp32 and bf16; ``peak_fraction/<model>``: FLOP/s (counted by
-  ``torch.utils.flop_counter``) a training loop with the model's default speed
-  switches reaches, as a fraction of the best convolution peak;
+  convolution trained: forward + backward) in fp32 and bf16;
+  ``peak_fraction/<model>``: FLOP/s (counted by ``torch.utils.flop_counter``) that
+  a training loop with the model's default speed switches reaches, as a fraction of
+  the best forward convolution peak (and, in ``extra``, of the trained one);
 - ``vqvae/train_bf16``: bf16 autocast + channels_last vs fp32; ``vqvae/encode``;
   ``sample/<prior>_kv_cache``: cached vs uncached sampling; ``data/batching``;
 - ``scaling/…``: epoch time at ¼ and ½ of the data vs the share of the full epoch;
