@@ -178,10 +178,10 @@ def test_equal_weights_give_equal_files(tmp_path):
     assert len(digests) == 1
 
 
-@pytest.mark.parametrize(("env", "nonzero"), [("1", 0), ("0", 1 << 20)])
+@pytest.mark.parametrize(("env", "nonzero"), [("1", 0), ("0", 1 << 20), (None, 1 << 20)])
 def test_the_command_flushes_denormals_in_every_torch_thread(env, nonzero):
     # AdamW's moments of never-updated weights decay into denormals, which are slow; the
-    # flush must reach torch's worker threads too, so it is set before they start
+    # opt-in flush must reach torch's worker threads too, so it is set before they start
     code = (
         "import torch; from aegen.cli import flush_denormals; flush_denormals(); "
         "torch.set_num_threads(2); "
@@ -190,7 +190,8 @@ def test_the_command_flushes_denormals_in_every_torch_thread(env, nonzero):
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, "AEGEN_FLUSH_DENORMAL": env},
+        env={k: v for k, v in os.environ.items() if k != "AEGEN_FLUSH_DENORMAL"}
+        | ({"AEGEN_FLUSH_DENORMAL": env} if env else {}),
         capture_output=True,
         text=True,
         check=True,
@@ -198,13 +199,15 @@ def test_the_command_flushes_denormals_in_every_torch_thread(env, nonzero):
     assert int(out) == nonzero
 
 
-def test_the_command_entry_flushes_but_importing_aegen_does_not(monkeypatch):
+def test_the_command_entry_flushes_only_when_asked_and_importing_aegen_never(monkeypatch):
     from aegen import cli
 
     calls = []
     monkeypatch.setattr(torch, "set_flush_denormal", lambda on: calls.append(on))
     monkeypatch.setattr(cli, "main", lambda: 0)
     monkeypatch.delenv("AEGEN_FLUSH_DENORMAL", raising=False)
+    assert cli.entry() == 0 and calls == []  # off by default: resume stays bit-exact
+    monkeypatch.setenv("AEGEN_FLUSH_DENORMAL", "1")
     assert cli.entry() == 0 and calls == [True]
     # the library leaves the process's float arithmetic alone
     out = subprocess.run(
