@@ -43,8 +43,10 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
     return _rate(lambda: a @ b, 2.0 * n**3)
 
 
-def conv_peak(dtype: torch.dtype, batch: int = 64, channels: int = 64, size: int = 28) -> float:
-    """A 3×3 convolution, channels→channels, at the sizes the models use (channels_last)."""
+def _conv3x3(
+    dtype: torch.dtype, batch: int, channels: int, size: int
+) -> tuple[torch.nn.Conv2d, torch.Tensor, float]:
+    """A channels→channels 3×3 convolution, its input (channels_last) and forward FLOPs."""
     x = torch.randn(batch, channels, size, size, dtype=dtype).contiguous(
         memory_format=torch.channels_last
     )
@@ -53,7 +55,12 @@ def conv_peak(dtype: torch.dtype, batch: int = 64, channels: int = 64, size: int
         .to(dtype)
         .to(memory_format=torch.channels_last)
     )
-    flops = 2.0 * batch * channels * channels * 9 * size * size
+    return conv, x, 2.0 * batch * channels * channels * 9 * size * size
+
+
+def conv_peak(dtype: torch.dtype, batch: int = 64, channels: int = 64, size: int = 28) -> float:
+    """A 3×3 convolution, channels→channels, at the sizes the models use (channels_last)."""
+    conv, x, flops = _conv3x3(dtype, batch, channels, size)
     with torch.no_grad():
         return _rate(lambda: conv(x), flops)
 
@@ -63,37 +70,30 @@ def conv_train_peak(
 ) -> float:
     """The same 3×3 convolution trained: forward plus backward to its input and weight
     (3× the forward FLOPs), the most any training step built of convolutions can reach."""
-    x = (
-        torch.randn(batch, channels, size, size, dtype=dtype)
-        .contiguous(memory_format=torch.channels_last)
-        .requires_grad_()
-    )
-    conv = (
-        torch.nn.Conv2d(channels, channels, 3, padding=1)
-        .to(dtype)
-        .to(memory_format=torch.channels_last)
-    )
-    grad = torch.ones(batch, channels, size, size, dtype=dtype).contiguous(
-        memory_format=torch.channels_last
-    )
-    flops = 3 * 2.0 * batch * channels * channels * 9 * size * size
+    conv, x, flops = _conv3x3(dtype, batch, channels, size)
+    x.requires_grad_()
+    grad = torch.ones_like(x)  # channels_last, like x
 
     def step() -> None:
         conv(x).backward(grad)
         x.grad = conv.weight.grad = conv.bias.grad = None
 
-    return _rate(step, flops)
+    return _rate(step, 3 * flops)
 
 
-def peaks() -> list[Case]:
+def peaks(matmul_n: int = 2048, conv_batch: int = 64) -> list[Case]:
+    """Matmul and 3×3 conv peaks (forward, and the conv trained) in fp32 and bf16;
+    smaller sizes give the report's shape quickly (``aegen bench --quick``)."""
     cases = []
     for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        cases.append(Case(f"peak/matmul_{label}", matmul_peak(dtype) / 1e9, "GFLOP/s"))
-        cases.append(Case(f"peak/conv3x3_{label}", conv_peak(dtype) / 1e9, "GFLOP/s"))
+        mm = matmul_peak(dtype, n=matmul_n)
+        cases.append(Case(f"peak/matmul_{label}", mm / 1e9, "GFLOP/s"))
+        cv = conv_peak(dtype, batch=conv_batch)
+        cases.append(Case(f"peak/conv3x3_{label}", cv / 1e9, "GFLOP/s"))
         cases.append(
             Case(
                 f"peak/conv3x3_train_{label}",
-                conv_train_peak(dtype) / 1e9,
+                conv_train_peak(dtype, batch=conv_batch) / 1e9,
                 "GFLOP/s",
                 extra={"what": "forward + backward of the same convolution"},
             )
