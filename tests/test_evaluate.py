@@ -191,26 +191,9 @@ def _write_prior_run(d):
     return d
 
 
-def test_a_prior_run_needs_the_vq_pipeline(tmp_path, monkeypatch):
-    import importlib
-
-    prior = _write_prior_run(tmp_path / "prior")
-    real_import = importlib.import_module
-
-    def no_pipeline(name, *a, **kw):
-        if name == "aegen.pipelines.vq_prior":
-            raise ImportError(name)
-        return real_import(name, *a, **kw)
-
-    monkeypatch.setattr(evaluate.importlib, "import_module", no_pipeline)
-    with pytest.raises(UserError, match=r"aegen\.pipelines\.vq_prior\.sample_images"):
-        sampler_for_run(prior, None, EvalOptions())
-
-
-def test_a_prior_run_is_sampled_through_the_vq_pipeline(tmp_path, monkeypatch, fake_runs):
-    """With a pipeline present, images come from sample_images(prior_dir, vqvae_dir, n, generator)."""
-    import sys
-    import types
+def test_a_prior_run_is_sampled_through_its_vqvae(tmp_path, monkeypatch, fake_runs):
+    """Images come from prior_runs.sample_images(prior_dir, vqvae_dir, n, generator)."""
+    from aegen import prior_runs
 
     calls = []
 
@@ -218,9 +201,7 @@ def test_a_prior_run_is_sampled_through_the_vq_pipeline(tmp_path, monkeypatch, f
         calls.append((prior_dir, vqvae_dir, n))
         return torch.rand(n, 1, 28, 28, generator=generator)
 
-    module = types.ModuleType("aegen.pipelines.vq_prior")
-    module.sample_images = sample_images
-    monkeypatch.setitem(sys.modules, "aegen.pipelines.vq_prior", module)
+    monkeypatch.setattr(prior_runs, "sample_images", sample_images)
     prior = _write_prior_run(tmp_path / "prior")
     with pytest.raises(UserError, match="--vqvae"):
         sampler_for_run(prior, None, EvalOptions())

@@ -9,14 +9,13 @@ The public API::
     model = aegen.load("runs/ae")
 """
 
-__version__ = "0.1.0"
-
-from .checkpoint import load  # noqa: E402
-from .config import DataConfig, RunConfig, TrainConfig  # noqa: E402
-from .data import Batch, load_data  # noqa: E402
-from .errors import CheckpointError, ConfigError, DataError, UserError  # noqa: E402
-from .registry import available, build  # noqa: E402
-from .train import Trainer, seed_everything  # noqa: E402
+from .checkpoint import load
+from .config import DataConfig, RunConfig, TrainConfig
+from .data import Batch, load_data
+from .errors import CheckpointError, ConfigError, DataError, UserError
+from .registry import available, build
+from .train import Trainer, seed_everything
+from .version import __version__
 
 build_model = build
 

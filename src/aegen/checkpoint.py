@@ -30,11 +30,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as save_bytes
 
-from . import __version__
 from .config import from_dict
 from .errors import CheckpointError, ConfigError
 from .files import atomic_save, atomic_write_bytes, atomic_write_json
 from .registry import entry
+from .version import __version__
 
 __all__ = [
     "CONFIG",

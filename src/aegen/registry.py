@@ -44,7 +44,7 @@ _MODULES = (
     "aegen.priors.pixelcnn",
     "aegen.priors.pixelrnn",
     "aegen.priors.transformer",
-    "aegen.eval.features",
+    "aegen.models.feature_net",
 )
 
 

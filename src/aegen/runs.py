@@ -19,12 +19,18 @@ import torch
 from .checkpoint import CONFIG, TRAIN_STATE, load_config, read_train_state, write_config
 from .config import DataConfig, RunConfig, TrainConfig, apply_overrides, from_dict
 from .data.datasets import Dataset, load_data
+from .data.loader import to_float
 from .distributed import barrier
 from .distributed import context as dist_context
 from .errors import CheckpointError, UserError
+from .eval.metrics import reconstruction_metrics, update_metrics_json
+from .eval.vae import write_vae_report
 from .files import RunLock, ensure_dir
+from .models.abilities import Samples
+from .models.vae import VAE
 from .registry import entry
 from .train import FitResult, Trainer, seed_everything
+from .viz import save_grid, save_recon_grid
 
 __all__ = [
     "TrainedRun",
@@ -173,10 +179,6 @@ def finish_run(trained: TrainedRun, n_pictures: int = 50) -> dict[str, float]:
 
     Returns the test metrics (``test_mse``, ``test_psnr``) for printing.
     """
-    from .data.loader import to_float
-    from .eval.metrics import reconstruction_metrics, update_metrics_json
-    from .viz import save_grid, save_recon_grid
-
     model, data, out = trained.model, trained.data, trained.out_dir
     if data.test.x.dtype != torch.uint8:  # not images (the plane demo)
         return {}
@@ -186,11 +188,11 @@ def finish_run(trained: TrainedRun, n_pictures: int = 50) -> dict[str, float]:
     samples = ensure_dir(out / "samples")
     x = to_float(data.test.x[:n_pictures])
     save_recon_grid(samples / "reconstructions.png", x, model.reconstruct(x))
-    if hasattr(model, "sample"):
+    if isinstance(model, Samples):
         g = torch.Generator().manual_seed(trained.config.train.seed)
         save_grid(samples / "samples.png", model.sample(100, generator=g))
-    if hasattr(model, "report"):  # a model's own diagnostics (VAE: likelihood, collapse, blur)
-        summary.update(model.report(out, data))
+    if isinstance(model, VAE):  # the VAE's own diagnostics: likelihood, collapse, blur
+        summary.update(write_vae_report(model, data, out))
     return summary
 
 

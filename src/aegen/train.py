@@ -16,8 +16,6 @@ steps as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import os
 import random
@@ -41,7 +39,8 @@ from .data.loader import Batch, epoch_batches, num_batches, to_float
 from .distributed import barrier, resolve_device
 from .distributed import context as dist_context
 from .errors import UserError
-from .files import atomic_write_text, ensure_dir
+from .files import ensure_dir
+from .runlog import read_metrics, write_metrics
 
 __all__ = [
     "FitResult",
@@ -187,30 +186,6 @@ def _set_rng_state(state: dict[str, Any], device: torch.device = CPU) -> None:
     random.setstate((3, tuple(state["python"]), state["python_gauss"]))
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def read_metrics(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Rewrite ``metrics.csv`` atomically; columns are the union of all rows' keys, in order."""
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _fmt(v) for k, v in row.items()})
-    atomic_write_text(path, buf.getvalue())
-
-
-def _fmt(v: Any) -> Any:
-    return f"{v:.6g}" if isinstance(v, float) else v
 
 
 @dataclass

@@ -15,11 +15,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .data.loader import to_float
 from .files import atomic_write_bytes
 
 __all__ = [
     "figure",
     "image_grid",
+    "latent_scatter",
     "plot_curves",
     "save_figure",
     "save_grid",
@@ -138,6 +140,29 @@ def scatter_2d(
     ax.set_ylabel(ylabel)
     ax.legend(markerscale=4, fontsize=8, loc="best")
     return save_figure(fig, path)
+
+
+def latent_scatter(path: str | os.PathLike, model: Any, data: Any) -> Path:
+    """Test codes coloured by class: the code itself if 2-D, else its top two principal components."""
+    with torch.no_grad():
+        z = torch.cat(
+            [
+                model.encode(to_float(data.test.x[i : i + 1000]))
+                for i in range(0, len(data.test), 1000)
+            ]
+        )
+    if z.shape[1] == 2:
+        pts, title, xl, yl = z, "test set in the 2-D code", "z1", "z2"
+    else:
+        zc = z - z.mean(0)
+        _, _, vt = torch.linalg.svd(zc, full_matrices=False)
+        pts = zc @ vt[:2].T
+        title, xl, yl = (
+            f"test set: {z.shape[1]}-D codes, first two principal components",
+            "PC1",
+            "PC2",
+        )
+    return scatter_2d(path, pts, data.test.y, data.classes, title, xl, yl)
 
 
 def plot_curves(

@@ -37,8 +37,9 @@ import torch
 from ..data.datasets import Dataset, Split, load_data
 from ..data.loader import to_float
 from ..registry import available
+from ..runlog import read_metrics
 from ..runs import make_run_config
-from ..train import bf16_supported, read_metrics
+from ..train import bf16_supported
 from . import data_scaling, machine, trainer_overhead, vq
 from .core import Case, write_report
 

@@ -11,13 +11,12 @@ from ..checkpoint import load, load_config
 from ..data.datasets import Dataset, load_data
 from ..errors import UserError
 from ..files import ensure_writable_file
+from .argtypes import nonneg_int, positive_int
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str | None = "fashion-mnist") -> None:
     """--data, --data-dir, --limit. ``default`` is what --data means when it is not given
     (None: the run's own data); the parsed value stays None then, so commands can tell."""
-    from ..cli import nonneg_int
-
     p.add_argument(
         "--data",
         default=None,
@@ -63,8 +62,6 @@ def load_model(run_dir: str | Path, family=None) -> torch.nn.Module:
 
 def add_launch_args(p: argparse.ArgumentParser) -> None:
     """--device and --nproc: where a training command runs, and in how many processes."""
-    from ..cli import positive_int
-
     p.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],
@@ -82,8 +79,6 @@ def add_launch_args(p: argparse.ArgumentParser) -> None:
 
 def add_train_args(p: argparse.ArgumentParser, set_example: str) -> None:
     """--epochs, --batch-size, --seed and repeatable --set KEY=VALUE config overrides."""
-    from ..cli import nonneg_int, positive_int
-
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--seed", type=nonneg_int, default=None)

@@ -17,12 +17,12 @@ from ..classify import (
     train_classifier,
     write_classifier_json,
 )
-from ..cli import fraction, nonneg_int, positive_float, positive_int
 from ..config import from_dict
 from ..errors import UserError
 from ..eval.metrics import update_metrics_json
 from ..files import RunLock, ensure_dir
 from ._common import add_data_args, data_for_run
+from .argtypes import fraction, nonneg_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:

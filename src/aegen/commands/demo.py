@@ -11,14 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from ..cli import positive_int
-from ..data.loader import to_float
 from ..errors import UserError
 from ..runs import finish_run, make_run_config, train_run
-from ..viz import plot_curves, scatter_2d
+from ..viz import latent_scatter, plot_curves
 from ._common import add_data_args
+from .argtypes import positive_int
 
 # A small, fast configuration: bf16 autocast and channels_last are what make it fit
 # in about three minutes on two CPU cores (see docs/performance.md).
@@ -57,29 +54,6 @@ def add_parser(sub) -> None:
     add_data_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
-
-
-def latent_scatter(path: Path, model, data) -> Path:
-    """Test codes coloured by class: the code itself if 2-D, else its top two principal components."""
-    with torch.no_grad():
-        z = torch.cat(
-            [
-                model.encode(to_float(data.test.x[i : i + 1000]))
-                for i in range(0, len(data.test), 1000)
-            ]
-        )
-    if z.shape[1] == 2:
-        pts, title, xl, yl = z, "test set in the 2-D code", "z1", "z2"
-    else:
-        zc = z - z.mean(0)
-        _, _, vt = torch.linalg.svd(zc, full_matrices=False)
-        pts = zc @ vt[:2].T
-        title, xl, yl = (
-            f"test set: {z.shape[1]}-D codes, first two principal components",
-            "PC1",
-            "PC2",
-        )
-    return scatter_2d(path, pts, data.test.y, data.classes, title, xl, yl)
 
 
 def run(args: argparse.Namespace) -> int:

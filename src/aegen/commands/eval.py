@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 from ..checkpoint import load_config
-from ..cli import nonneg_int, positive_float, positive_int
 from ..eval.evaluate import SECTIONS, EvalOptions, evaluate_run
 from ..eval.features import default_features_dir, load_features
 from ..eval.metrics import METRICS_JSON, update_metrics_json
 from ..files import ensure_dir, ensure_writable_file
 from ..viz import save_grid
 from ._common import add_data_args, data_for_run
+from .argtypes import nonneg_int, positive_float, positive_int
 
 SCORED_SAMPLES = "scored_samples.png"
 

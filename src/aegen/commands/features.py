@@ -9,15 +9,13 @@ import argparse
 import json
 import sys
 
-from ..cli import nonneg_int, positive_int
 from ..data.datasets import load_data
 from ..eval.features import default_features_dir, load_features, train_features
+from ._common import add_data_args
+from .argtypes import ArgParser, nonneg_int, positive_int
 
 
 def add_parser(sub) -> None:
-    from ..cli import ArgParser
-    from ._common import add_data_args
-
     p = sub.add_parser(
         "features",
         help="train or inspect the domain feature network used by FID/KID",

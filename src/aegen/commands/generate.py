@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import nonneg_int, positive_float, positive_int
 from ..pipelines.vq_prior import generate, prior_matches_vqvae
 from ._common import output_file
+from .argtypes import nonneg_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:

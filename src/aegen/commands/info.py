@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..checkpoint import load_config
-from ..train import read_metrics
+from ..runlog import read_metrics
 from ._common import load_model
 
 

@@ -11,12 +11,12 @@ import argparse
 
 import torch
 
-from ..cli import nonneg_int, positive_int
 from ..data.loader import to_float
 from ..errors import UserError
 from ..latent import lerp, slerp
 from ..viz import save_grid
 from ._common import add_data_args, data_for_run, load_model, output_file
+from .argtypes import nonneg_int, positive_int
 
 
 def add_parser(sub) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import nonneg_int, positive_float, positive_int
 from ..pipelines.vq_prior import run_pipeline
 from ..registry import available
 from ._common import add_data_args
+from .argtypes import nonneg_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:

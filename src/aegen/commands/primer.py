@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import nonneg_int, positive_int
 from ..files import ensure_dir
+from .argtypes import nonneg_int, positive_int
 
 
 def _samples(text: str) -> int:

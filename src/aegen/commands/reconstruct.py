@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import positive_float, positive_int
 from ..data.loader import to_float
 from ..eval.metrics import psnr
 from ..models.ae import corrupt
 from ..viz import save_recon_grid
 from ._common import add_data_args, data_for_run, load_model, output_file
+from .argtypes import positive_float, positive_int
 
 
 def add_parser(sub) -> None:

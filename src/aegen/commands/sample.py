@@ -6,9 +6,9 @@ import argparse
 
 import torch
 
-from ..cli import nonneg_int, positive_float, positive_int
 from ..viz import save_grid
 from ._common import load_model, output_file
+from .argtypes import nonneg_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:

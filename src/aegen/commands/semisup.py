@@ -6,12 +6,12 @@ import argparse
 import time
 
 from ..classify import ClassifyConfig
-from ..cli import nonneg_int, positive_float, positive_int
 from ..config import from_dict
 from ..data.datasets import load_data
 from ..errors import UserError
 from ..pipelines.semisup import COLUMNS, run_semisup
 from ._common import add_data_args
+from .argtypes import nonneg_int, positive_float, positive_int
 
 
 def _fractions(text: str) -> list[float]:

@@ -7,11 +7,11 @@ import os
 import sys
 
 from .. import distributed
-from ..cli import nonneg_int
 from ..errors import UserError
 from ..registry import available
 from ..runs import data_from_config, finish_run, make_run_config, train_run
 from ._common import add_data_args, add_launch_args, add_train_args
+from .argtypes import nonneg_int
 
 
 def add_parser(sub) -> None:

@@ -1,20 +1,20 @@
 """Evaluating a run directory: what ``aegen eval`` computes, as an API.
 
-Which scores a run gets depends on what its model can do, asked in this order:
+Which scores a run gets depends on what its model can do (the Protocols of
+:mod:`aegen.models.abilities`), asked in this order:
 
-- it reconstructs (``model.reconstruct``): MSE, PSNR and SSIM on the test split;
+- it reconstructs (:class:`Reconstructs`): MSE, PSNR and SSIM on the test split;
 - it samples (a *sampler* exists for the run, see below): FID, KID and
   precision/recall of ``n`` samples against ``n`` test images, on the features of
   a domain network (:mod:`aegen.eval.features`) whose SHA-256 is recorded;
-- it has a likelihood (``model.log_likelihood``, the VAE's IWAE bound): NLL in
+- it has a likelihood (:class:`ScoresLikelihood`, the VAE's IWAE bound): NLL in
   nats per image and bits per dimension on test images.
 
 A sampler is a function ``(n, generator) -> images (n, 1, 28, 28) in [0, 1]``.
 :func:`sampler_for_run` finds one: a function registered for the run's family
-with :func:`register_sampler` first, else the model's own ``sample`` method.
-Runs of family ``prior`` (a VQ-VAE's autoregressive prior) are sampled through
-the VQ pipeline, ``aegen.pipelines.vq_prior.sample_images``, looked up only when
-such a run is evaluated.
+with :func:`register_sampler` first, else the model's own ``sample`` method
+(:class:`Samples`). Runs of family ``prior`` (a VQ-VAE's autoregressive prior)
+are sampled through their VQ-VAE, :func:`aegen.prior_runs.sample_images`.
 
 Everything is checked before anything is computed, and nothing is written here:
 the caller merges the returned sections into ``metrics.json``.
@@ -22,7 +22,6 @@ the caller merges the returned sections into ``metrics.json``.
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import sys
@@ -35,11 +34,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .. import prior_runs
 from ..checkpoint import load, load_config
 from ..data.datasets import Dataset
 from ..data.loader import to_float
 from ..errors import UserError
+from ..models.abilities import Reconstructs, Samples, ScoresLikelihood
+from ..version import __version__
 from .features import DomainFeatures
 from .metrics import frechet_distance, kernel_distance, precision_recall, reconstruction_metrics
 
@@ -103,15 +104,7 @@ def register_sampler(family: str) -> Callable[[SamplerFactory], SamplerFactory]:
 
 @register_sampler("prior")
 def _vq_prior_sampler(run_dir: Path, model: Any, options: EvalOptions) -> Sampler:
-    """Images from a VQ-VAE decoding codes drawn from this prior (the VQ pipeline does both)."""
-    try:
-        pipeline = importlib.import_module("aegen.pipelines.vq_prior")
-        sample_images = pipeline.sample_images
-    except (ImportError, AttributeError):
-        raise UserError(
-            f"{run_dir}: is a prior run; scoring its samples needs the VQ-VAE+prior pipeline "
-            "(aegen.pipelines.vq_prior.sample_images), which this aegen does not have"
-        ) from None
+    """Images from a VQ-VAE decoding codes drawn from this prior (see :mod:`aegen.prior_runs`)."""
     cfg = load_config(run_dir)
     vqvae_dir = options.vqvae_dir or cfg.get("vqvae_dir") or cfg.get("data", {}).get("vqvae_dir")
     if not vqvae_dir:
@@ -120,7 +113,7 @@ def _vq_prior_sampler(run_dir: Path, model: Any, options: EvalOptions) -> Sample
         )
     load(vqvae_dir, family="vqvae")  # refuses a missing or wrong directory in one line, early
     kw = {} if options.temperature == 1.0 else {"temperature": options.temperature}
-    return lambda n, g: sample_images(run_dir, vqvae_dir, n, generator=g, **kw)
+    return lambda n, g: prior_runs.sample_images(run_dir, vqvae_dir, n, generator=g, **kw)
 
 
 def sampler_for_run(
@@ -131,7 +124,7 @@ def sampler_for_run(
     family = load_config(d).get("family") or getattr(model, "family", None)
     if family in _SAMPLER_FACTORIES:
         return _SAMPLER_FACTORIES[family](d, model, options)
-    if model is not None and callable(getattr(model, "sample", None)):
+    if isinstance(model, Samples):
         if options.temperature == 1.0:
             return lambda n, g: model.sample(n, generator=g)
         return lambda n, g: model.sample(n, generator=g, temperature=options.temperature)
@@ -230,8 +223,8 @@ def evaluate_run(
                 f"feature network {features.directory} was trained on {features.data_name}, "
                 f"these images are {data.name}; its scores would mean nothing here"
             )
-    reconstructs = "reconstruction" in wanted and callable(getattr(model, "reconstruct", None))
-    has_likelihood = "likelihood" in wanted and callable(getattr(model, "log_likelihood", None))
+    reconstructs = "reconstruction" in wanted and isinstance(model, Reconstructs)
+    has_likelihood = "likelihood" in wanted and isinstance(model, ScoresLikelihood)
     if not (reconstructs or sampler is not None or has_likelihood):
         what = load_config(d).get("model", "this")
         offers = (

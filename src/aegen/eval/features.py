@@ -22,22 +22,20 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
-from .. import __version__
 from ..checkpoint import CONFIG, MODEL, load, weights_hash, write_config
-from ..config import RunConfig, TrainConfig, check, from_dict
+from ..config import RunConfig, TrainConfig, from_dict
 from ..data.datasets import Dataset, cache_dir
-from ..data.loader import Batch, to_float
+from ..data.loader import to_float
 from ..errors import CheckpointError, UserError
 from ..files import RunLock, atomic_write_json, ensure_dir
-from ..registry import register
+from ..models.feature_net import MODEL_NAME, FeatureNet, FeatureNetConfig
 from ..train import Trainer, seed_everything
+from ..version import __version__
 
 __all__ = [
     "FEATURES_JSON",
@@ -50,77 +48,10 @@ __all__ = [
 ]
 
 FEATURES_JSON = "features.json"
-MODEL_NAME = "feature-cnn"
 
 # bf16 autocast made a training step 1.3-1.6x faster on this CPU (bench/features_speed.py);
 # features for scoring are always computed in float32.
 TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 8, "batch_size": 128, "lr": 2e-3, "amp": "auto"}
-
-
-@dataclass
-class FeatureNetConfig:
-    """conv → pool → conv → pool → linear (the features) → linear (class scores)."""
-
-    channels: tuple[int, ...] = (32, 64)  # width at 28×28 and at 14×14
-    feature_dim: int = 128
-    num_classes: int = 10
-    dropout: float = 0.3  # before the class layer only: the features themselves are not dropped
-
-    def validate(self) -> None:
-        check(
-            len(self.channels) == 2 and all(c >= 1 for c in self.channels),
-            f"model.channels must be two positive widths, got {self.channels}",
-        )
-        check(
-            self.feature_dim >= 2, f"model.feature_dim must be at least 2, got {self.feature_dim}"
-        )
-        check(
-            self.num_classes >= 2, f"model.num_classes must be at least 2, got {self.num_classes}"
-        )
-        check(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
-
-
-def _conv(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
-
-
-@register(MODEL_NAME, FeatureNetConfig, kind="features")
-class FeatureNet(nn.Module):
-    """A small CNN classifier for 28×28 grey images; ``features(x)`` is its penultimate layer."""
-
-    family: ClassVar[str] = "features"
-    registry_name: ClassVar[str]
-
-    def __init__(self, config: FeatureNetConfig):
-        super().__init__()
-        self.config = config
-        c1, c2 = config.channels
-        self.trunk = nn.Sequential(
-            *_conv(1, c1), nn.MaxPool2d(2),  # (B, c1, 14, 14)
-            *_conv(c1, c2), nn.MaxPool2d(2),  # (B, c2, 7, 7)
-            nn.Flatten(),  # (B, c2·49)
-            nn.Linear(c2 * 49, config.feature_dim), nn.ReLU(),  # (B, F): the features
-        )  # fmt: skip
-        self.head = nn.Sequential(
-            nn.Dropout(config.dropout), nn.Linear(config.feature_dim, config.num_classes)
-        )
-
-    @property
-    def num_features(self) -> int:
-        return self.config.feature_dim
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 28, 28) in [0, 1] → (B, F) penultimate activations."""
-        return self.trunk(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))  # (B, classes) logits
-
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        logits = self(batch.x)
-        ce = F.cross_entropy(logits, batch.y)
-        acc = (logits.argmax(1) == batch.y).float().mean()
-        return ce, {"acc": acc.detach()}
 
 
 # --------------------------------------------------------------------------- using one

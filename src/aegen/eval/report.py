@@ -29,11 +29,11 @@ from typing import Any
 
 from PIL import Image
 
-from .. import __version__
 from ..checkpoint import load_config
 from ..errors import CheckpointError, UserError
 from ..files import atomic_write_text
-from ..train import read_metrics
+from ..runlog import read_metrics
+from ..version import __version__
 from ..viz import plot_curves
 from .metrics import METRICS_JSON, check_metrics
 
@@ -45,7 +45,11 @@ __all__ = [
     "build_report",
     "collect_run",
     "comparison_problems",
+    "data_uri",
+    "page_head",
     "render_report",
+    "run_section",
+    "scores_html",
     "write_report",
 ]
 
@@ -274,8 +278,12 @@ def _info_rows(runs: list[RunSummary]) -> list[tuple[str, list[str]]]:
 # --------------------------------------------------------------------------- HTML
 
 
-def _data_uri(png: bytes) -> str:
+def data_uri(png: bytes) -> str:
+    """A PNG as a ``data:`` URI, so the page embeds its pictures and fetches nothing."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+_data_uri = data_uri  # the old private name, until the tour imports data_uri
 
 
 def _loss_pictures(run: RunSummary, tmp: Path, index: int) -> list[tuple[str, bytes]]:
@@ -440,7 +448,7 @@ def run_section(run: RunSummary, index: int, tmp: Path, level: int = 2) -> list[
     pictures += [(_caption(p), p.read_bytes()) for p in run.pictures]
     for caption, png in pictures:
         out.append(
-            f'<figure><img src="{_data_uri(png)}" alt="{e(caption)}">'
+            f'<figure><img src="{data_uri(png)}" alt="{e(caption)}">'
             f"<figcaption>{e(caption)}</figcaption></figure>"
         )
     if not pictures:

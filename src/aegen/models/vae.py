@@ -233,12 +233,6 @@ class VAE(Autoencoder):
         z = z.to(device)  # (n, D); drawn where the generator lives, as in reparameterize
         return torch.cat([self.decode(c) for c in z.split(_DECODE_CHUNK)]).clamp(0, 1)
 
-    def report(self, run_dir, data) -> dict[str, float]:
-        """Write this VAE's diagnostics for a finished run (see :mod:`aegen.eval.vae`)."""
-        from ..eval.vae import write_vae_report
-
-        return write_vae_report(self, data, run_dir)
-
     # ------------------------------------------------------------ likelihood
 
     def decoder_sigma(self) -> torch.Tensor | float:

@@ -62,6 +62,8 @@ from ..eval.metrics import read_metrics_json, update_metrics_json
 from ..files import RunLock, atomic_write_bytes, atomic_write_json, ensure_dir
 from ..models.vqvae import GRID as VQ_GRID
 from ..models.vqvae import check_indices
+from ..prior_runs import load_prior, prior_matches_vqvae, sample_images
+from ..priors.sampling import sample_codes
 from ..quantize import code_usage, entropy_bits
 from ..registry import entry
 from ..runs import stage_state
@@ -459,82 +461,7 @@ def _prior_metrics(model: torch.nn.Module, codes: CodeSet) -> dict[str, Any]:
     }
 
 
-def load_prior(prior_dir: str | os.PathLike) -> torch.nn.Module:
-    """The prior of a stage-3 run directory, in eval mode."""
-    return load(prior_dir, family="prior")
-
-
-def prior_matches_vqvae(prior_dir: str | os.PathLike, vqvae_dir: str | os.PathLike) -> None:
-    """Refuse, with one line, a prior that was not trained on codes of this VQ-VAE."""
-    prior_dir, vqvae_dir = Path(prior_dir), Path(vqvae_dir)
-    cfg = load_config(prior_dir)
-    if cfg.get("family") != "prior" or "codes" not in cfg:
-        raise CheckpointError(f"{prior_dir}: not a prior run (train one with 'aegen train-prior')")
-    family = load_config(vqvae_dir).get("family")
-    if family not in (None, "vqvae"):
-        raise CheckpointError(f"{vqvae_dir}: is a {family} run; this needs a vqvae run")
-    if not (vqvae_dir / MODEL).is_file():
-        raise CheckpointError(f"{vqvae_dir}: no {MODEL}")
-    want, have = cfg["codes"].get("vqvae_weights_sha256"), _sha256(vqvae_dir / MODEL)
-    if want != have:
-        raise UserError(
-            f"the prior in {prior_dir} was trained on codes of another VQ-VAE "
-            f"(weights {str(want)[:12]}…, not {have[:12]}… in {vqvae_dir}); "
-            "encode with this VQ-VAE and train the prior again"
-        )
-
-
 # =========================================================================== stage 4: samples
-
-
-def sample_codes(
-    prior: torch.nn.Module,
-    n: int,
-    generator: torch.Generator | None = None,
-    batch_size: int = 500,
-    **kw: Any,
-) -> torch.Tensor:
-    """``n`` code grids (n, H, W) from ``prior``, ``batch_size`` at a time (same ``kw`` as sample)."""
-    parts = []
-    for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
-        label = kw.get("label")
-        if isinstance(label, torch.Tensor) and label.dim():
-            kw = {**kw, "label": label[start : start + m]}
-        parts.append(prior.sample(m, generator=generator, **kw))
-    return torch.cat(parts)
-
-
-def _check_pair(prior: torch.nn.Module, vqvae: torch.nn.Module) -> None:
-    c = prior.config
-    if c.num_codes != vqvae.num_codes or (c.height, c.width) != tuple(vqvae.grid):
-        raise UserError(
-            f"the prior models {c.height}×{c.width} grids of {c.num_codes} codes; the VQ-VAE has "
-            f"{vqvae.grid[0]}×{vqvae.grid[1]} grids of {vqvae.num_codes}"
-        )
-
-
-def sample_images(
-    prior_dir: str | os.PathLike,
-    vqvae_dir: str | os.PathLike,
-    n: int,
-    generator: torch.Generator | None = None,
-    return_codes: bool = False,
-    **kw: Any,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """``n`` new images (n, 1, 28, 28) in [0, 1]: prior samples decoded by the VQ-VAE.
-
-    ``kw`` goes to the prior's ``sample`` (label, temperature, top_k, use_cache).
-    A prior trained on another VQ-VAE's codes is refused. ``return_codes=True``
-    also returns the (n, H, W) code grids.
-    """
-    prior_matches_vqvae(prior_dir, vqvae_dir)
-    prior = load_prior(prior_dir)
-    vqvae = load(vqvae_dir, family="vqvae")
-    _check_pair(prior, vqvae)
-    codes = sample_codes(prior, n, generator, **kw)
-    images = torch.cat([vqvae.decode_indices(codes[s : s + 1000]) for s in range(0, n, 1000)])
-    return (images, codes) if return_codes else images
 
 
 def generate(

@@ -1,0 +1,62 @@
+"""The argument parser class and argument types every subcommand uses.
+
+They live here, under the commands, so that a command never imports ``aegen.cli``
+(which imports every command); ``aegen.cli`` re-exports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+__all__ = ["ArgParser", "fraction", "nonneg_int", "positive_float", "positive_int"]
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse with our error convention: one ``error:`` line, exit 2, no usage dump."""
+
+    def error(self, message: str):  # type: ignore[override]
+        prog = self.prog.removeprefix("aegen").strip()
+        where = f" ({prog})" if prog else ""
+        self.exit(2, f"error: {message}{where}; see --help\n")
+
+
+def _number(text: str, kind: type) -> float | int:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    v = _number(text, int)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    v = _number(text, int)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    v = _number(text, float)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def fraction(text: str) -> float:
+    """A number in (0, 1]."""
+    v = _number(text, float)
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v}")
+    return v

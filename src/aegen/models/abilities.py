@@ -1,0 +1,50 @@
+"""What a model can do beyond training, as runtime-checkable Protocols.
+
+Evaluation, the report and ``finish_run`` ask ``isinstance(model, Samples)``
+instead of looking for attributes by name, so an ability is one declared
+signature, in one place::
+
+    if isinstance(model, Samples):
+        images = model.sample(16, generator=torch.Generator().manual_seed(0))
+
+``isinstance`` on a runtime-checkable Protocol checks that the methods exist, not
+their signatures; the signatures below are the contract, and
+``tests/test_generative_contract.py`` checks it for every registered model.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["Reconstructs", "Samples", "ScoresLikelihood"]
+
+
+@runtime_checkable
+class Samples(Protocol):
+    """A generative model: ``sample(n, generator)`` → n images (n, 1, 28, 28) in [0, 1].
+
+    The same generator seed gives the same images. A prior over code grids also
+    samples (grids, not images); it is reached through its VQ-VAE (see
+    :mod:`aegen.priors.sampling`).
+    """
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class ScoresLikelihood(Protocol):
+    """A model with a likelihood: ``log_likelihood(x, k, generator)`` → (B,) log p(x) in nats
+    (an estimate or a bound; the VAE's is the importance-weighted bound with k samples)."""
+
+    def log_likelihood(
+        self, x: torch.Tensor, k: int = 100, generator: torch.Generator | None = None
+    ) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Reconstructs(Protocol):
+    """An autoencoder: ``reconstruct(x)`` → images in [0, 1] of the same shape as ``x``."""
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...

@@ -1,0 +1,66 @@
+"""Prior run directories: which VQ-VAE a prior belongs to, and images from the pair.
+
+A prior's ``config.json`` records the codes it was trained on, and through them
+the SHA-256 of the VQ-VAE's weights; :func:`prior_matches_vqvae` refuses a pair
+that does not belong together before anything is loaded or drawn.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import MODEL, load, load_config, weights_hash
+from .errors import CheckpointError, UserError
+from .priors.sampling import sample_with
+
+__all__ = ["load_prior", "prior_matches_vqvae", "sample_images"]
+
+
+def load_prior(prior_dir: str | os.PathLike) -> torch.nn.Module:
+    """The prior of a stage-3 run directory, in eval mode."""
+    return load(prior_dir, family="prior")
+
+
+def prior_matches_vqvae(prior_dir: str | os.PathLike, vqvae_dir: str | os.PathLike) -> None:
+    """Refuse, with one line, a prior that was not trained on codes of this VQ-VAE."""
+    prior_dir, vqvae_dir = Path(prior_dir), Path(vqvae_dir)
+    cfg = load_config(prior_dir)
+    if cfg.get("family") != "prior" or "codes" not in cfg:
+        raise CheckpointError(f"{prior_dir}: not a prior run (train one with 'aegen train-prior')")
+    family = load_config(vqvae_dir).get("family")
+    if family not in (None, "vqvae"):
+        raise CheckpointError(f"{vqvae_dir}: is a {family} run; this needs a vqvae run")
+    if not (vqvae_dir / MODEL).is_file():
+        raise CheckpointError(f"{vqvae_dir}: no {MODEL}")
+    want, have = cfg["codes"].get("vqvae_weights_sha256"), weights_hash(vqvae_dir / MODEL)
+    if want != have:
+        raise UserError(
+            f"the prior in {prior_dir} was trained on codes of another VQ-VAE "
+            f"(weights {str(want)[:12]}…, not {have[:12]}… in {vqvae_dir}); "
+            "encode with this VQ-VAE and train the prior again"
+        )
+
+
+def sample_images(
+    prior_dir: str | os.PathLike,
+    vqvae_dir: str | os.PathLike,
+    n: int,
+    generator: torch.Generator | None = None,
+    return_codes: bool = False,
+    **kw: Any,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """``n`` new images (n, 1, 28, 28) in [0, 1] from the prior and VQ-VAE run directories.
+
+    ``kw`` goes to the prior's ``sample`` (label, temperature, top_k, use_cache).
+    A prior trained on another VQ-VAE's codes is refused. ``return_codes=True``
+    also returns the (n, H, W) code grids. Both directories are loaded on every
+    call; to sample repeatedly, load them once and call
+    :func:`aegen.priors.sampling.sample_with`.
+    """
+    prior_matches_vqvae(prior_dir, vqvae_dir)
+    prior, vqvae = load_prior(prior_dir), load(vqvae_dir, family="vqvae")
+    return sample_with(prior, vqvae, n, generator, return_codes, **kw)
