@@ -139,7 +139,7 @@ def run_aegen(
     model.eval()
 
     def decode(z):
-        return torch.sigmoid(model.decoder_output(z).float())
+        return torch.sigmoid(model.decode_logits(z).float())
 
     return {
         "seconds": seconds,

@@ -24,6 +24,7 @@ import torch
 
 __all__ = [
     "MCEstimate",
+    "LOG_2PI",
     "bits",
     "check_pmf",
     "cholesky_factor",
@@ -37,6 +38,8 @@ __all__ = [
     "kl_gaussian_mc",
     "kl_vae",
     "kl_vae_mc",
+    "log_normal_diag",
+    "log_std_normal",
     "mvn_logpdf",
     "mvn_pdf",
     "pmf_inverse_cdf",
@@ -46,7 +49,7 @@ __all__ = [
 ]
 
 PMF_ATOL = 1e-5  # how far from 1 a pmf's total may be (float32 round-off over many bins)
-_LOG_2PI = math.log(2.0 * math.pi)
+LOG_2PI = math.log(2.0 * math.pi)
 
 Number = float | int
 TensorLike = torch.Tensor | Number | Sequence
@@ -177,7 +180,19 @@ def gaussian_logpdf(x: TensorLike, mean: TensorLike, std: TensorLike) -> torch.T
     """log N(x; mean, std²) element-wise, in nats: −½((x−m)/s)² − log s − ½ log 2π."""
     x, m, s = _tensor(x), _tensor(mean), _tensor(std)
     z = (x - m) / s
-    return -0.5 * z**2 - torch.log(s) - 0.5 * _LOG_2PI
+    return -0.5 * z**2 - torch.log(s) - 0.5 * LOG_2PI
+
+
+def log_normal_diag(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; μ, diag σ²) summed over the last dim, in nats, from log σ² (a VAE's encoder
+    output): −½ Σ ((z−μ)² e^(−log σ²) + log σ² + log 2π). Same value as summing
+    :func:`gaussian_logpdf` with σ = exp(½ log σ²), without forming σ."""
+    return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+
+
+def log_std_normal(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) summed over the last dim, in nats: a VAE prior's log density."""
+    return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
 
 
 def gaussian_pdf(x: TensorLike, mean: TensorLike, std: TensorLike) -> torch.Tensor:
@@ -251,7 +266,7 @@ def mvn_logpdf(x: TensorLike, mean: TensorLike, cov: TensorLike) -> torch.Tensor
     z = torch.linalg.solve_triangular(L, diff.expand(*batch, d, 1), upper=False)  # (…, D, 1)
     maha = (z.squeeze(-1) ** 2).sum(-1)
     logdet = 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
-    return -0.5 * (d * _LOG_2PI + logdet + maha)
+    return -0.5 * (d * LOG_2PI + logdet + maha)
 
 
 def mvn_pdf(x: TensorLike, mean: TensorLike, cov: TensorLike) -> torch.Tensor:

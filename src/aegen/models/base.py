@@ -3,13 +3,16 @@
 A model is an ``nn.Module`` built from one dataclass config (``self.config``) with:
 
 - ``encode(x) -> z`` and ``decode(z) -> x̂``; ``forward(x)`` is their composition;
+  ``decode_logits(z)`` is the decoder's output before its last activation (the
+  logits of a sigmoid output, a Gaussian decoder's mean), one name in every model;
 - ``loss(batch) -> (loss, logs)``: a scalar to minimise and detached scalars to log
   (the trainer knows nothing else about models);
 - ``reconstruct(x)``: images in [0, 1], the same shape as ``x``;
 - ``features(x)``: one flat feature vector per image for classifiers (the code of
   an AE, μ of a VAE);
 - ``family``: "ae", "vae", "vqvae", …, so a run of one family is never loaded as another;
-- generative models add ``sample(n, generator=None)``.
+- generative models add ``sample(n, generator=None)``; what a model can do beyond
+  this is declared by the Protocols of :mod:`aegen.models.abilities`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ class Autoencoder(nn.Module):
         raise NotImplementedError
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,7 @@ from torch import nn
 from ..config import check
 from ..data.loader import Batch
 from ..nn import activation, mlp
-from ..prob import kl_vae
+from ..prob import gaussian_logpdf, kl_vae, log_normal_diag, log_std_normal
 from ..registry import register
 from .base import Autoencoder, Logs
 
@@ -69,7 +69,6 @@ __all__ = [
 Activation = Literal["relu", "gelu", "silu", "tanh", "sigmoid"]
 IMAGE_SHAPE = (1, 28, 28)
 NUM_PIXELS = 784
-_LOG_2PI = math.log(2 * math.pi)
 # Decoder chunk: at most this many images through the decoder at once when
 # estimating log p(x) with k samples per image (bounds memory, not results).
 _DECODE_CHUNK = 4096
@@ -90,16 +89,6 @@ def reparameterize(
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=generator.device)
         eps = eps.to(mu.device)
     return mu + torch.exp(0.5 * logvar) * eps
-
-
-def _log_normal_diag(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; μ, diag σ²) summed over the last dim, in nats (private: prob.py is not ours)."""
-    return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + _LOG_2PI).sum(-1)
-
-
-def _log_std_normal(z: torch.Tensor) -> torch.Tensor:
-    """log N(z; 0, I) summed over the last dim, in nats: the prior's log density."""
-    return -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
 
 
 def kl_weight(step: torch.Tensor, cfg: VAEConfig) -> torch.Tensor:
@@ -179,7 +168,7 @@ class VAE(Autoencoder):
     """A VAE with the loss, likelihood and sampling written once; subclasses supply the nets.
 
     A subclass defines ``encoder_params(x) -> (μ, log σ²)``, each (B, latent_dim),
-    and ``decoder_output(z) -> (B, 1, 28, 28)``: Bernoulli logits, or the
+    and ``decode_logits(z) -> (B, 1, 28, 28)``: Bernoulli logits, or the
     pre-sigmoid Gaussian mean.
     """
 
@@ -198,7 +187,7 @@ class VAE(Autoencoder):
     def encoder_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def decoder_output(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     # ------------------------------------------------------------ the interface
@@ -209,7 +198,7 @@ class VAE(Autoencoder):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's mean image in [0, 1]: (B, 1, 28, 28)."""
-        return torch.sigmoid(self.decoder_output(z).float())
+        return torch.sigmoid(self.decode_logits(z).float())
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """μ: (B, latent_dim), differentiable."""
@@ -253,9 +242,7 @@ class VAE(Autoencoder):
             ll = -F.binary_cross_entropy_with_logits(out, x, reduction="none")
         else:
             sigma = torch.as_tensor(self.decoder_sigma(), dtype=out.dtype, device=out.device)
-            ll = (
-                -0.5 * ((x - torch.sigmoid(out)) / sigma).pow(2) - torch.log(sigma) - 0.5 * _LOG_2PI
-            )
+            ll = gaussian_logpdf(x, torch.sigmoid(out), sigma)
         return ll.flatten(-3).sum(-1)
 
     def _log_weights(
@@ -274,9 +261,9 @@ class VAE(Autoencoder):
         b, d = mu.shape
         mu_k, logvar_k = mu.expand(k, b, d), logvar.expand(k, b, d)
         z = reparameterize(mu_k, logvar_k, generator)  # (k, B, D)
-        out = self.decoder_output(z.reshape(k * b, d)).view(k, b, *IMAGE_SHAPE)
+        out = self.decode_logits(z.reshape(k * b, d)).view(k, b, *IMAGE_SHAPE)
         log_px = self.log_px_given_z(x, out)  # (k, B)
-        log_ratio = _log_std_normal(z) - _log_normal_diag(z, mu_k, logvar_k)  # (k, B)
+        log_ratio = log_std_normal(z) - log_normal_diag(z, mu_k, logvar_k)  # (k, B)
         return log_px + beta * log_ratio, log_px
 
     @torch.no_grad()
@@ -305,7 +292,7 @@ class VAE(Autoencoder):
         """(B,) ELBO in nats: one-sample log p(x|z) minus the closed-form KL."""
         mu, logvar = (t.float() for t in self.encoder_params(x))
         z = reparameterize(mu, logvar, generator)
-        return self.log_px_given_z(x, self.decoder_output(z)) - kl_vae(mu, logvar)
+        return self.log_px_given_z(x, self.decode_logits(z)) - kl_vae(mu, logvar)
 
     # ------------------------------------------------------------ the objective
 
@@ -326,7 +313,7 @@ class VAE(Autoencoder):
             recon = -log_px.mean(0)  # (B,)
         else:
             z = reparameterize(mu, logvar)  # (B, D)
-            recon = -self.log_px_given_z(x, self.decoder_output(z))  # (B,) nats
+            recon = -self.log_px_given_z(x, self.decode_logits(z))  # (B,) nats
             if c.free_bits > 0 and self.training:
                 kl_term = kl_dim.mean(0).clamp(min=c.free_bits).sum()
             else:
@@ -384,7 +371,7 @@ class VAEMLP(VAE):
         mu, logvar = self.to_params(h).chunk(2, dim=-1)  # (B, D) each
         return mu, logvar
 
-    def decoder_output(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z).view(-1, *IMAGE_SHAPE)  # (B, 1, 28, 28)
 
 
@@ -435,6 +422,6 @@ class VAEConv(VAE):
         mu, logvar = self.to_params(self.encoder(x)).chunk(2, dim=-1)  # (B, D) each
         return mu, logvar
 
-    def decoder_output(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         h = self.from_latent(z).view(-1, self.c2, 7, 7)  # (B, c2, 7, 7)
         return self.decoder(h)

@@ -158,7 +158,12 @@ class VQVAE(Autoencoder):
         """Quantized latents z_q (B, D, 7, 7); gradients pass straight through to the encoder."""
         return self.quantizer(self.encoder(x)).quantized
 
-    def _image(self, out: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, zq: torch.Tensor) -> torch.Tensor:
+        """The decoder's output (B, 1, 28, 28) before it becomes an image: logits for bce,
+        the Gaussian mean (unclamped) for mse."""
+        return self.decoder(zq)
+
+    def output_act(self, out: torch.Tensor) -> torch.Tensor:
         """Decoder output → image in [0, 1]: clamped (mse) or through a sigmoid (bce logits)."""
         if self.config.recon_loss == "bce":
             return torch.sigmoid(out)
@@ -166,7 +171,7 @@ class VQVAE(Autoencoder):
 
     def decode(self, zq: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] from a (B, D, 7, 7) latent map."""
-        return self._image(self.decoder(zq))
+        return self.output_act(self.decode_logits(zq))
 
     @torch.no_grad()
     def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
@@ -191,14 +196,14 @@ class VQVAE(Autoencoder):
     def loss(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
         x = batch.x
         q = self.quantizer(self.encoder(x))
-        out = self.decoder(q.quantized).float()  # (B, 1, 28, 28)
+        out = self.decode_logits(q.quantized).float()  # (B, 1, 28, 28)
         if self.config.recon_loss == "bce":
             recon = F.binary_cross_entropy_with_logits(out, x)
         else:
             recon = F.mse_loss(out, x)
         logs: Logs = {
             "recon": recon.detach(),
-            "mse": F.mse_loss(self._image(out.detach()), x),
+            "mse": F.mse_loss(self.output_act(out.detach()), x),
             "commitment": q.commitment_loss,
             "perplexity": q.perplexity,
             "codes_used": float(q.codes_used),
