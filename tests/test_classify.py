@@ -198,7 +198,7 @@ def test_same_seed_same_classifier(ae_run, synthetic):
 def test_vqvae_features_are_its_continuous_encoder_output(synthetic):
     """Any registered encoder works: a VQ-VAE is fine-tuned through its encoder, not its codebook."""
     aegen.seed_everything(0)
-    model = aegen.build_model("vqvae", num_codes=16, code_dim=8, hidden=16, res_blocks=1)
+    model = aegen.build_model("vqvae", num_codes=16, codebook_dim=8, channels=(8, 16), res_blocks=1)
     found = {id(p) for p in encoder_parameters(model)}
     assert found == {id(p) for p in model.encoder.parameters()}
     before = _state(model)

@@ -2,7 +2,14 @@ import math
 
 import pytest
 
-from aegen.config import DataConfig, TrainConfig, apply_overrides, from_dict, to_dict
+from aegen.config import (
+    DataConfig,
+    TrainConfig,
+    apply_overrides,
+    check_bounds,
+    from_dict,
+    to_dict,
+)
 from aegen.errors import ConfigError
 from aegen.models.ae import AEConvConfig, AEMLPConfig
 from aegen.runs import make_run_config
@@ -77,8 +84,8 @@ def test_bad_overrides(override, fragment):
 
 
 def test_train_and_data_defaults_validate():
-    TrainConfig().validate()
-    DataConfig().validate()
+    check_bounds(TrainConfig(), "train")
+    check_bounds(DataConfig(), "data")
     with pytest.raises(ConfigError):
         from_dict(TrainConfig, {"schedule": "linear"})
 
@@ -95,3 +102,94 @@ def test_conv_models_default_to_bf16_channels_last_and_can_turn_them_off(model):
     assert run.train.amp == "auto" and run.train.channels_last is True
     run = apply_overrides(run, ["train.amp=off", "train.channels_last=false"])
     assert run.train.amp == "off" and run.train.channels_last is False
+
+
+# ------------------------------------------------------------------ bounds on fields
+
+
+@pytest.mark.parametrize(
+    ("cls", "values", "fragment"),
+    [
+        (
+            AEConvConfig,
+            {"channels": "8,16,32"},
+            r"model.channels must be 2 values, each at least 1",
+        ),
+        (AEConvConfig, {"channels": "8,0"}, r"each at least 1"),
+        (TrainConfig, {"lr": 0}, r"model.lr must be positive, got 0"),
+        (AEMLPConfig, {"sparsity_target": 1.0}, r"in \(0, 1\), got 1"),
+    ],
+)
+def test_bounds_declared_on_fields_are_checked_by_from_dict(cls, values, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        from_dict(cls, values, "model")
+
+
+def test_every_model_config_keeps_only_cross_field_rules_in_validate():
+    """A bound written into validate() instead of on its field would not show in Bounds."""
+    import dataclasses
+
+    from aegen.registry import available, entry
+
+    for name in available(None):
+        cls = entry(name).config_cls
+        numeric = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.type in ("int", "float", "tuple[int, ...]") and "bounds" not in f.metadata
+        ]
+        assert numeric == [], f"{name}: {numeric} have no declared bounds"
+
+
+# ------------------------------------------------------------------ old names still load
+
+OLD_VQVAE = {"num_codes": 16, "code_dim": 8, "hidden": 16, "res_hidden": 8, "res_blocks": 1}
+
+
+def test_old_config_names_map_to_the_new_ones():
+    from aegen.models.vqvae import VQVAEConfig
+    from aegen.priors.pixelcnn import PixelCNNConfig
+    from aegen.priors.pixelrnn import PixelRNNConfig
+
+    vq = from_dict(VQVAEConfig, OLD_VQVAE, "model")
+    assert (vq.codebook_dim, vq.channels, vq.res_dim) == (8, (8, 16), 8)
+    cnn = from_dict(PixelCNNConfig, {"channels": 16, "layers": 3, "out_hidden": 32}, "model")
+    assert (cnn.d_model, cnn.n_layers, cnn.head_dim) == (16, 3, 32)
+    assert from_dict(PixelRNNConfig, {"hidden": 48}).d_model == 48
+    with pytest.raises(ConfigError, match="old name of model.n_layers"):
+        from_dict(PixelCNNConfig, {"layers": 3, "n_layers": 2}, "model")
+
+
+def test_a_run_written_with_old_names_loads_and_counts_as_the_same_run(tmp_path):
+    """A config.json from before the renames: the weights load, and a pipeline stage
+    configured today with the new names sees the same settings (it would resume, not refuse)."""
+    import json
+
+    import torch
+
+    import aegen
+    from aegen.checkpoint import write_checkpoint, write_config
+    from aegen.runs import stage_state
+
+    run = make_run_config(
+        "vqvae", data="synthetic", overrides=[f"model.{k}={v}" for k, v in OLD_VQVAE.items()]
+    )
+    model = aegen.build_model("vqvae", run.model_config)
+    out = tmp_path / "old"
+    out.mkdir()
+    old_json = run.to_json()
+    old_json["model_config"] = {
+        k: v
+        for k, v in old_json["model_config"].items()
+        if k not in ("codebook_dim", "channels", "res_dim")
+    } | OLD_VQVAE
+    write_config(out, {**old_json, "family": "vqvae"})
+    write_checkpoint(out, model, {"finished": True})
+    assert "hidden" in json.loads((out / "config.json").read_text())["model_config"]
+
+    loaded = aegen.load(out)
+    assert loaded.config == run.model_config
+    for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    keys = ("model", "model_config", "train", "data")
+    assert stage_state(out, run.to_json(), keys, "VQ-VAE") == "done"  # not "other settings"

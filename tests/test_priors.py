@@ -15,8 +15,8 @@ from aegen.train import Trainer
 
 PRIORS = available("prior")
 SMALL = {
-    "pixelcnn": {"channels": 16, "layers": 3, "kernel": 5, "out_hidden": 32},
-    "pixelrnn": {"embed_dim": 16, "hidden": 32, "n_layers": 2},
+    "pixelcnn": {"d_model": 16, "n_layers": 3, "kernel": 5, "head_dim": 32},
+    "pixelrnn": {"embed_dim": 16, "d_model": 32, "n_layers": 2},
     "transformer": {"d_model": 32, "n_layers": 2, "n_heads": 4, "dropout": 0.0},
 }
 

@@ -159,7 +159,7 @@ def test_code_usage():
 @pytest.fixture
 def vqvae():
     torch.manual_seed(0)
-    return aegen.build_model("vqvae", num_codes=32, code_dim=8, hidden=16, res_hidden=8)
+    return aegen.build_model("vqvae", num_codes=32, codebook_dim=8, channels=(8, 16), res_dim=8)
 
 
 def test_vqvae_shapes_and_round_trip(vqvae, small_synthetic):

@@ -16,9 +16,9 @@ from aegen.pipelines.vq_prior import load_codes, run_pipeline, sample_images
 
 TINY = [
     "vqvae.model.num_codes=32",
-    "vqvae.model.code_dim=8",
-    "vqvae.model.hidden=16",
-    "vqvae.model.res_hidden=8",
+    "vqvae.model.codebook_dim=8",
+    "vqvae.model.channels=8,16",
+    "vqvae.model.res_dim=8",
     "vqvae.train.batch_size=25",
     "prior.model.d_model=32",
     "prior.model.n_layers=2",

@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as save_bytes
 
-from .config import from_dict
+from .config import from_dict, upgrade_names
 from .errors import CheckpointError, ConfigError
 from .files import atomic_save, atomic_write_bytes, atomic_write_json
 from .registry import entry
@@ -78,6 +78,21 @@ def load_config(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: unreadable ({e})") from None
     if not isinstance(cfg, dict) or "model" not in cfg:
         raise CheckpointError(f"{path}: does not name a model")
+    return _upgrade(cfg)
+
+
+def _upgrade(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A config.json dict with the model config's old field names mapped to today's, so
+    that a run written before a rename compares equal to the same run configured now."""
+    try:
+        config_cls = entry(str(cfg["model"])).config_cls
+    except ConfigError:
+        return cfg  # an unknown model is refused where it is built, with its own message
+    if isinstance(cfg.get("model_config"), dict):
+        try:
+            cfg = {**cfg, "model_config": upgrade_names(config_cls, cfg["model_config"], "model")}
+        except ConfigError as e:
+            raise CheckpointError(f"{cfg['model']}: {e}") from None
     return cfg
 
 

@@ -4,8 +4,14 @@ A run is described by a :class:`RunConfig`: the model's name and its own
 dataclass config, plus :class:`TrainConfig` and :class:`DataConfig`. Configs are
 plain dataclasses with type hints; :func:`from_dict` builds one from JSON-like
 values, refusing unknown keys (the error names the allowed ones), values of the
-wrong type, and non-finite numbers. Range checks live in each config's
-``validate()`` method, written with :func:`check`.
+wrong type, and non-finite numbers. A field's range is declared once, on the
+field (:func:`bounded`), and checked here for every config; a config's
+``validate()`` keeps only the rules between fields, written with :func:`check`.
+
+A field that was renamed keeps its old name in the class's ``renamed`` table
+(``{"layers": "n_layers"}``, or ``{"hidden": ("channels", convert)}`` when the
+value changes form too); :func:`from_dict` maps the old name on reading, so a
+config.json written before the rename still loads and resumes.
 
 Dotted overrides (``model.code_dim=2``, ``train.lr=3e-4``) are parsed against
 the target field's type, so ``--set`` on the command line and JSON on disk go
@@ -19,8 +25,9 @@ import json
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .errors import ConfigError
 
@@ -28,11 +35,15 @@ __all__ = [
     "DataConfig",
     "RunConfig",
     "TrainConfig",
+    "Bounds",
     "apply_overrides",
+    "bounded",
     "check",
+    "check_bounds",
     "from_dict",
     "parse_override",
     "to_dict",
+    "upgrade_names",
 ]
 
 
@@ -40,6 +51,113 @@ def check(condition: bool, message: str) -> None:
     """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(message)
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+class Bounds(NamedTuple):
+    """A number's allowed range (each end open or closed, or absent); for a tuple field, the
+    range of every element and, optionally, how many elements (``length``, ``min_length``)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    length: int | None = None
+    min_length: int | None = None
+    note: str = ""  # why, when the range is not obvious: " (codes are stored as uint16)"
+
+    def admits(self, v: float) -> bool:
+        return not (
+            (self.ge is not None and v < self.ge)
+            or (self.gt is not None and v <= self.gt)
+            or (self.le is not None and v > self.le)
+            or (self.lt is not None and v >= self.lt)
+        )
+
+    def describe(self) -> str:
+        """The range in words, as the error messages say it: "at least 1", "in (0, 1]", …"""
+        lo, hi = (
+            (self.gt if self.gt is not None else self.ge),
+            (self.lt if self.lt is not None else self.le),
+        )
+        if lo is not None and hi is not None:
+            left, right = "(" if self.gt is not None else "[", ")" if self.lt is not None else "]"
+            return f"in {left}{lo:g}, {hi:g}{right}"
+        if self.gt is not None:
+            return "positive" if self.gt == 0 else f"above {self.gt:g}"
+        if self.ge is not None:
+            return f"at least {self.ge:g}" if self.ge >= 1 else f">= {self.ge:g}"
+        if self.le is not None:
+            return f"at most {self.le:g}"
+        return f"below {self.lt:g}" if self.lt is not None else "any number"
+
+
+def bounded(default: Any, **bounds: Any) -> Any:
+    """A dataclass field with its allowed range: ``code_dim: int = bounded(32, ge=1)``.
+
+    Takes the keywords of :class:`Bounds`; :func:`check_bounds` (called by
+    :func:`from_dict`) refuses a value outside it with one line naming the key.
+    """
+    return field(default=default, metadata={"bounds": Bounds(**bounds)})
+
+
+def check_bounds(obj: Any, where: str = "") -> None:
+    """Raise ConfigError for the first field of dataclass ``obj`` outside its declared bounds."""
+    for f in dataclasses.fields(obj):
+        b = f.metadata.get("bounds")
+        if b is None:
+            continue
+        value = getattr(obj, f.name)
+        key = f"{where}.{f.name}" if where else f.name
+        if isinstance(value, tuple):
+            n_ok = (b.length is None or len(value) == b.length) and (
+                b.min_length is None or len(value) >= b.min_length
+            )
+            if not (n_ok and all(b.admits(v) for v in value)):
+                count = (
+                    f"{b.length} values"
+                    if b.length is not None
+                    else f"{b.min_length} or more values"
+                    if b.min_length
+                    else "values"
+                )
+                raise ConfigError(
+                    f"{key} must be {count}, each {b.describe()}{b.note}, got {value}"
+                )
+        elif value is not None and not b.admits(value):
+            raise ConfigError(f"{key} must be {b.describe()}{b.note}, got {value}")
+
+
+# --------------------------------------------------------------------------- old names
+
+
+def upgrade_names(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """``values`` with the old names of ``cls``'s renamed fields replaced by the new ones.
+
+    ``cls.renamed`` maps an old name to the new one, or to (new name, convert) when
+    the value changes form; giving both names at once is an error.
+    """
+    table: dict[str, str | tuple[str, Callable[[Any], Any]]] = getattr(cls, "renamed", {})
+    out = dict(values)
+    for old, spec in table.items():
+        if old not in out:
+            continue
+        new, convert = (spec, None) if isinstance(spec, str) else spec
+        prefix = f"{where}." if where else ""
+        if new in out:
+            raise ConfigError(
+                f"{prefix}{old} is the old name of {prefix}{new}; give {prefix}{new} only"
+            )
+        value = out.pop(old)
+        if convert is not None:
+            try:
+                value = convert(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{prefix}{old}: cannot read {value!r}") from None
+        out[new] = value
+    return out
 
 
 # --------------------------------------------------------------------------- types
@@ -129,7 +247,7 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def from_dict(cls: type, values: dict[str, Any] | None, where: str = "") -> Any:
     """Build dataclass ``cls`` from ``values``; unknown keys and bad values raise ConfigError."""
-    values = dict(values or {})
+    values = upgrade_names(cls, dict(values or {}), where)
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(values) - set(names))
@@ -144,6 +262,7 @@ def from_dict(cls: type, values: dict[str, Any] | None, where: str = "") -> Any:
         if name in values:
             kwargs[name] = _coerce(values[name], hints[name], f"{where}.{name}" if where else name)
     obj = cls(**kwargs)
+    check_bounds(obj, where)
     if hasattr(obj, "validate"):
         obj.validate()
     return obj
@@ -172,33 +291,22 @@ def parse_override(text: str) -> tuple[str, str]:
 class TrainConfig:
     """How to train: optimiser, schedule, batch, seeds, checkpoints and speed switches."""
 
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    epochs: int = bounded(10, ge=1)
+    batch_size: int = bounded(128, ge=1)
+    lr: float = bounded(1e-3, gt=0)
+    weight_decay: float = bounded(0.0, ge=0)
     schedule: Literal["constant", "cosine"] = "cosine"
-    warmup_steps: int = 0
-    grad_clip: float = 0.0  # max global grad norm; 0 turns clipping off
-    seed: int = 0
-    ckpt_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
+    warmup_steps: int = bounded(0, ge=0)
+    grad_clip: float = bounded(0.0, ge=0)  # max global grad norm; 0 turns clipping off
+    seed: int = bounded(0, ge=0)
+    ckpt_every: int = bounded(0, ge=0)  # also checkpoint every N steps (0: at epoch ends only)
     on_nan: Literal["stop", "skip"] = "stop"  # a non-finite loss stops, or skips the batch
     amp: Literal["auto", "bf16", "off"] = "off"  # bf16 autocast; auto = where the CPU has bf16
     channels_last: bool = False
     compile: bool = False
     fused: bool = False  # fused AdamW: one kernel updates all parameters (CPU and GPU)
-    num_threads: int = 0  # 0: torch's default (one per physical core)
+    num_threads: int = bounded(0, ge=0)  # 0: torch's default (one per physical core)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when there is a GPU
-
-    def validate(self) -> None:
-        check(self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}")
-        check(self.batch_size >= 1, f"train.batch_size must be at least 1, got {self.batch_size}")
-        check(self.lr > 0, f"train.lr must be positive, got {self.lr}")
-        check(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
-        check(self.warmup_steps >= 0, f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
-        check(self.grad_clip >= 0, f"train.grad_clip must be >= 0, got {self.grad_clip}")
-        check(self.seed >= 0, f"train.seed must be >= 0, got {self.seed}")
-        check(self.ckpt_every >= 0, f"train.ckpt_every must be >= 0, got {self.ckpt_every}")
-        check(self.num_threads >= 0, f"train.num_threads must be >= 0, got {self.num_threads}")
 
 
 @dataclass
@@ -207,12 +315,10 @@ class DataConfig:
 
     name: str = "fashion-mnist"  # fashion-mnist | mnist | synthetic | a directory of IDX files
     data_dir: str | None = None  # where the IDX files are, for fashion-mnist and mnist
-    val_size: int = 5000  # held out from the training images, the same ones for every seed
-    limit: int = 0  # use only the first N training (and test) images; 0: all
-
-    def validate(self) -> None:
-        check(self.val_size >= 0, f"data.val_size must be >= 0, got {self.val_size}")
-        check(self.limit >= 0, f"data.limit must be >= 0, got {self.limit}")
+    val_size: int = bounded(
+        5000, ge=0
+    )  # held out from the training images, the same for every seed
+    limit: int = bounded(0, ge=0)  # use only the first N training (and test) images; 0: all
 
 
 @dataclass
@@ -250,7 +356,10 @@ def apply_overrides(run: RunConfig, overrides: list[str]) -> RunConfig:
             raise ConfigError(
                 f"unknown config key {key}; keys look like model.NAME, train.NAME or data.NAME"
             )
-        sections[section][name] = value  # a string; from_dict types it
+        if section == "model":  # an old field name replaces the field it was renamed to
+            sections[section].update(upgrade_names(type(run.model_config), {name: value}))
+        else:
+            sections[section][name] = value  # a string; from_dict types it
     return RunConfig(
         model=run.model,
         model_config=from_dict(type(run.model_config), sections["model"], "model"),

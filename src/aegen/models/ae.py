@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
+from ..config import bounded, check
 from ..data.loader import Batch
 from ..nn import activation
 from ..registry import register
@@ -55,9 +55,7 @@ def recon_loss(kind: str, logits: torch.Tensor, output: torch.Tensor, target: to
     return F.mse_loss(output, target)
 
 
-def _check_common(cfg) -> None:
-    check(cfg.code_dim >= 1, f"model.code_dim must be at least 1, got {cfg.code_dim}")
-    check(cfg.noise_level >= 0, f"model.noise_level must be >= 0, got {cfg.noise_level}")
+def _check_noise(cfg) -> None:
     check(
         cfg.noise != "dropout" or cfg.noise_level < 1,
         f"model.noise_level must be below 1 for dropout noise, got {cfg.noise_level}",
@@ -71,37 +69,26 @@ def _check_common(cfg) -> None:
 class AEMLPConfig:
     """The lecture's MNIST autoencoder: 784 → hidden … → code → … hidden → 784."""
 
-    input_dim: int = 784  # 784 for 28×28 images; 3 for the plane demo
-    hidden: tuple[int, ...] = (512, 256)
-    code_dim: int = 32
+    input_dim: int = bounded(784, ge=1)  # 784 for 28×28 images; 3 for the plane demo
+    hidden: tuple[int, ...] = bounded((512, 256), ge=1)  # () : no hidden layer
+    code_dim: int = bounded(32, ge=1)
     activation: Activation = "relu"
     linear: bool = False  # no non-linearity between layers (the PCA-equivalent AE)
     tied: bool = False  # decoder weights are the transposed encoder weights
     output: Literal["sigmoid", "linear"] = "sigmoid"
     recon_loss: Literal["mse", "bce"] = "bce"  # bce on logits: no sigmoid saturation trap
     sparsity: Literal["none", "l1", "kl"] = "none"  # penalty on the code's activations
-    sparsity_weight: float = 1e-3
-    sparsity_target: float = 0.05  # ρ for the KL penalty (code units are sigmoids then)
+    sparsity_weight: float = bounded(1e-3, ge=0)
+    # ρ for the KL penalty (code units are sigmoids then)
+    sparsity_target: float = bounded(0.05, gt=0, lt=1)
     noise: Noise = "none"
-    noise_level: float = 0.3
+    noise_level: float = bounded(0.3, ge=0)
 
     def validate(self) -> None:
-        _check_common(self)
-        check(self.input_dim >= 1, f"model.input_dim must be at least 1, got {self.input_dim}")
-        check(
-            all(h >= 1 for h in self.hidden), f"model.hidden sizes must be >= 1, got {self.hidden}"
-        )
+        _check_noise(self)
         check(
             self.recon_loss != "bce" or self.output == "sigmoid",
             "model.recon_loss=bce needs model.output=sigmoid",
-        )
-        check(
-            self.sparsity_weight >= 0,
-            f"model.sparsity_weight must be >= 0, got {self.sparsity_weight}",
-        )
-        check(
-            0 < self.sparsity_target < 1,
-            f"model.sparsity_target must be in (0, 1), got {self.sparsity_target}",
         )
 
 
@@ -205,19 +192,15 @@ class AEMLP(Autoencoder):
 class AEConvConfig:
     """All-convolutional AE: 28 → 14 → 7 by strided convolutions, then a 7×7 conv to the code."""
 
-    channels: tuple[int, ...] = (32, 64)  # width at 14×14 and at 7×7
-    code_dim: int = 32
+    channels: tuple[int, ...] = bounded((32, 64), ge=1, length=2)  # width at 14×14 and at 7×7
+    code_dim: int = bounded(32, ge=1)
     activation: Activation = "relu"
     recon_loss: Literal["mse", "bce"] = "bce"  # bce on logits: no sigmoid saturation trap
     noise: Noise = "none"
-    noise_level: float = 0.3
+    noise_level: float = bounded(0.3, ge=0)
 
     def validate(self) -> None:
-        _check_common(self)
-        check(
-            len(self.channels) == 2 and all(ch >= 1 for ch in self.channels),
-            f"model.channels must be two positive widths (for 14×14 and 7×7), got {self.channels}",
-        )
+        _check_noise(self)
 
 
 @register("ae-conv", AEConvConfig)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
+from ..config import bounded
 from ..data.loader import Batch
 from ..registry import register
 
@@ -27,23 +27,11 @@ MODEL_NAME = "feature-cnn"
 class FeatureNetConfig:
     """conv → pool → conv → pool → linear (the features) → linear (class scores)."""
 
-    channels: tuple[int, ...] = (32, 64)  # width at 28×28 and at 14×14
-    feature_dim: int = 128
-    num_classes: int = 10
-    dropout: float = 0.3  # before the class layer only: the features themselves are not dropped
-
-    def validate(self) -> None:
-        check(
-            len(self.channels) == 2 and all(c >= 1 for c in self.channels),
-            f"model.channels must be two positive widths, got {self.channels}",
-        )
-        check(
-            self.feature_dim >= 2, f"model.feature_dim must be at least 2, got {self.feature_dim}"
-        )
-        check(
-            self.num_classes >= 2, f"model.num_classes must be at least 2, got {self.num_classes}"
-        )
-        check(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
+    channels: tuple[int, ...] = bounded((32, 64), ge=1, length=2)  # width at 28×28 and 14×14
+    feature_dim: int = bounded(128, ge=2)
+    num_classes: int = bounded(10, ge=2)
+    # before the class layer only: the features themselves are not dropped
+    dropout: float = bounded(0.3, ge=0, lt=1)
 
 
 def _conv(cin: int, cout: int) -> list[nn.Module]:

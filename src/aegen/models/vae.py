@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
+from ..config import bounded, check
 from ..data.loader import Batch
 from ..nn import activation, mlp
 from ..prob import gaussian_logpdf, kl_vae, log_normal_diag, log_std_normal
@@ -120,37 +120,24 @@ def kl_weight(step: torch.Tensor, cfg: VAEConfig) -> torch.Tensor:
 class VAEConfig:
     """What every VAE shares: the latent, the decoder's likelihood, and the objective."""
 
-    latent_dim: int = 16
+    latent_dim: int = bounded(16, ge=1)
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     decoder_var: Literal["fixed", "learned"] = "fixed"  # gaussian only
-    sigma: float = 0.1  # the gaussian decoder's fixed σ (its initial σ when learned)
-    beta: float = 1.0  # weight of the KL term (β-VAE); 1 is the ELBO
+    sigma: float = bounded(0.1, gt=0)  # the gaussian decoder's fixed σ (its initial σ when learned)
+    beta: float = bounded(1.0, ge=0)  # weight of the KL term (β-VAE); 1 is the ELBO
     kl_warmup: Literal["none", "linear", "cyclical"] = "none"
-    kl_warmup_steps: int = 0  # linear: ramp length; cyclical: period, in optimiser steps
-    kl_cycles: int = 4  # cyclical: number of periods before β stays at its target
-    kl_cycle_ratio: float = 0.5  # cyclical: fraction of a period spent ramping up
-    free_bits: float = 0.0  # λ: floor in nats on each latent dim's batch-mean KL (0: off)
-    iwae_k: int = 1  # >1: train on the importance-weighted bound with k samples
+    # linear: ramp length; cyclical: period, in optimiser steps
+    kl_warmup_steps: int = bounded(0, ge=0)
+    kl_cycles: int = bounded(4, ge=1)  # cyclical: number of periods before β stays at its target
+    kl_cycle_ratio: float = bounded(0.5, gt=0, le=1)  # cyclical: fraction of a period ramping up
+    free_bits: float = bounded(0.0, ge=0)  # λ: floor in nats on each dim's batch-mean KL (0: off)
+    iwae_k: int = bounded(1, ge=1)  # >1: train on the importance-weighted bound with k samples
 
     def validate(self) -> None:
-        check(self.latent_dim >= 1, f"model.latent_dim must be at least 1, got {self.latent_dim}")
-        check(self.sigma > 0, f"model.sigma must be positive, got {self.sigma}")
-        check(self.beta >= 0, f"model.beta must be >= 0, got {self.beta}")
-        check(
-            self.kl_warmup_steps >= 0,
-            f"model.kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}",
-        )
         check(
             self.kl_warmup == "none" or self.kl_warmup_steps > 0,
             f"model.kl_warmup={self.kl_warmup} needs model.kl_warmup_steps > 0",
         )
-        check(self.kl_cycles >= 1, f"model.kl_cycles must be at least 1, got {self.kl_cycles}")
-        check(
-            0 < self.kl_cycle_ratio <= 1,
-            f"model.kl_cycle_ratio must be in (0, 1], got {self.kl_cycle_ratio}",
-        )
-        check(self.free_bits >= 0, f"model.free_bits must be >= 0, got {self.free_bits}")
-        check(self.iwae_k >= 1, f"model.iwae_k must be at least 1, got {self.iwae_k}")
         check(
             self.iwae_k == 1 or self.free_bits == 0,
             "model.free_bits works on the ELBO's closed-form KL; it cannot be combined with model.iwae_k > 1",
@@ -339,15 +326,8 @@ class VAE(Autoencoder):
 class VAEMLPConfig(VAEConfig):
     """784 → hidden … → (μ, log σ²) of latent_dim; the decoder mirrors it to 784 logits."""
 
-    hidden: tuple[int, ...] = (512,)
+    hidden: tuple[int, ...] = bounded((512,), ge=1, min_length=1)
     activation: Activation = "relu"
-
-    def validate(self) -> None:
-        super().validate()
-        check(
-            len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
-            f"model.hidden must be one or more positive sizes, got {self.hidden}",
-        )
 
 
 @register("vae-mlp", VAEMLPConfig)
@@ -382,15 +362,8 @@ class VAEMLP(VAE):
 class VAEConvConfig(VAEConfig):
     """Strided convolutions 28 → 14 → 7, a linear map to (μ, log σ²); the decoder mirrors it."""
 
-    channels: tuple[int, ...] = (32, 64)  # width at 14×14 and at 7×7
+    channels: tuple[int, ...] = bounded((32, 64), ge=1, length=2)  # width at 14×14 and at 7×7
     activation: Activation = "relu"
-
-    def validate(self) -> None:
-        super().validate()
-        check(
-            len(self.channels) == 2 and all(ch >= 1 for ch in self.channels),
-            f"model.channels must be two positive widths (for 14×14 and 7×7), got {self.channels}",
-        )
 
 
 @register("vae-conv", VAEConvConfig)

@@ -16,13 +16,13 @@ learned by EMA); see :class:`aegen.quantize.VectorQuantizer`. The model has no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
+from ..config import bounded
 from ..data.loader import Batch
 from ..errors import DataError
 from ..nn import ResidualBlock
@@ -58,39 +58,29 @@ def check_indices(
 class VQVAEConfig:
     """Sizes of the VQ-VAE and its quantizer (lecture defaults: K = 256, D = 64, 7×7 grid)."""
 
-    num_codes: int = 256  # K
-    code_dim: int = 64  # D
-    hidden: int = 64  # channels at 7×7 (half as many at 14×14)
-    res_blocks: int = 2  # residual blocks at 7×7, in the encoder and in the decoder
-    res_hidden: int = 32
-    beta: float = 0.25  # commitment weight
+    num_codes: int = bounded(256, ge=2, le=65535, note=" (codes are stored as uint16)")  # K
+    codebook_dim: int = bounded(64, ge=1)  # D, the size of each code vector
+    channels: tuple[int, ...] = bounded((32, 64), ge=1, length=2)  # width at 14×14 and at 7×7
+    res_blocks: int = bounded(2, ge=0)  # residual blocks at 7×7, in the encoder and the decoder
+    res_dim: int = bounded(32, ge=1)  # channels inside a residual block
+    beta: float = bounded(0.25, ge=0)  # commitment weight
     ema: bool = True  # codebook by exponential moving averages instead of the codebook loss
-    decay: float = 0.99  # EMA decay (codebook and code usage)
+    decay: float = bounded(0.99, gt=0, lt=1)  # EMA decay (codebook and code usage)
     kmeans_init: bool = True  # initialise the codebook by k-means on the first batch
-    restart_threshold: float = 0.05  # restart codes used less than this × the mean; 0: off
+    # restart codes used less than this × the mean; 0: off
+    restart_threshold: float = bounded(0.05, ge=0)
     # mse: a linear output (the paper's Gaussian decoder), clamped to [0, 1] for images;
     # bce: the output is logits. (MSE after a sigmoid saturates and can stall for good.)
     recon_loss: Literal["mse", "bce"] = "mse"
 
-    def validate(self) -> None:
-        check(self.num_codes >= 2, f"model.num_codes must be at least 2, got {self.num_codes}")
-        check(
-            self.num_codes <= 65535,
-            f"model.num_codes must be at most 65535 (codes are stored as uint16), got {self.num_codes}",
-        )
-        check(self.code_dim >= 1, f"model.code_dim must be at least 1, got {self.code_dim}")
-        check(
-            self.hidden >= 2 and self.hidden % 2 == 0,
-            f"model.hidden must be an even number >= 2, got {self.hidden}",
-        )
-        check(self.res_blocks >= 0, f"model.res_blocks must be >= 0, got {self.res_blocks}")
-        check(self.res_hidden >= 1, f"model.res_hidden must be at least 1, got {self.res_hidden}")
-        check(self.beta >= 0, f"model.beta must be >= 0, got {self.beta}")
-        check(0 < self.decay < 1, f"model.decay must be in (0, 1), got {self.decay}")
-        check(
-            self.restart_threshold >= 0,
-            f"model.restart_threshold must be >= 0, got {self.restart_threshold}",
-        )
+    # names before the one config vocabulary (docs/architecture.md): code_dim meant the
+    # code vectors' size here and the whole code's size in the AEs; hidden was one width
+    # (half of it at 14×14) where the other conv models take channels per resolution
+    renamed: ClassVar[dict[str, Any]] = {
+        "code_dim": "codebook_dim",
+        "hidden": ("channels", lambda h: [int(h) // 2, int(h)]),  # JSON-like, as read
+        "res_hidden": "res_dim",
+    }
 
 
 @register("vqvae", VQVAEConfig)
@@ -112,19 +102,19 @@ class VQVAE(Autoencoder):
     def __init__(self, config: VQVAEConfig):
         super().__init__(config)
         c = config
-        h, h2 = c.hidden, c.hidden // 2
+        c1, c2 = c.channels
         self.grid = GRID
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, h2, 4, stride=2, padding=1), nn.ReLU(),  # (B, h/2, 14, 14)
-            nn.Conv2d(h2, h, 4, stride=2, padding=1), nn.ReLU(),  # (B, h, 7, 7)
-            nn.Conv2d(h, h, 3, padding=1),
-            *[ResidualBlock(h, c.res_hidden) for _ in range(c.res_blocks)],
+            nn.Conv2d(1, c1, 4, stride=2, padding=1), nn.ReLU(),  # (B, c1, 14, 14)
+            nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),  # (B, c2, 7, 7)
+            nn.Conv2d(c2, c2, 3, padding=1),
+            *[ResidualBlock(c2, c.res_dim) for _ in range(c.res_blocks)],
             nn.ReLU(),
-            nn.Conv2d(h, c.code_dim, 1),  # (B, D, 7, 7)
+            nn.Conv2d(c2, c.codebook_dim, 1),  # (B, D, 7, 7)
         )  # fmt: skip
         self.quantizer = VectorQuantizer(
             c.num_codes,
-            c.code_dim,
+            c.codebook_dim,
             beta=c.beta,
             ema=c.ema,
             decay=c.decay,
@@ -132,11 +122,11 @@ class VQVAE(Autoencoder):
             restart_threshold=c.restart_threshold,
         )
         self.decoder = nn.Sequential(
-            nn.Conv2d(c.code_dim, h, 3, padding=1),  # (B, h, 7, 7)
-            *[ResidualBlock(h, c.res_hidden) for _ in range(c.res_blocks)],
+            nn.Conv2d(c.codebook_dim, c2, 3, padding=1),  # (B, c2, 7, 7)
+            *[ResidualBlock(c2, c.res_dim) for _ in range(c.res_blocks)],
             nn.ReLU(),
-            nn.ConvTranspose2d(h, h2, 4, stride=2, padding=1), nn.ReLU(),  # (B, h/2, 14, 14)
-            nn.ConvTranspose2d(h2, 1, 4, stride=2, padding=1),  # (B, 1, 28, 28)
+            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),  # (B, c1, 14, 14)
+            nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),  # (B, 1, 28, 28)
         )  # fmt: skip
 
     # ------------------------------------------------------------------ the lecture's pieces

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
+from ..config import bounded
 from ..data.loader import Batch
 from ..errors import UserError
 
@@ -41,16 +41,10 @@ LN2 = math.log(2.0)
 class PriorConfig:
     """The grid a prior models: K codes, H×W positions, and how many classes (0: unconditional)."""
 
-    num_codes: int = 256  # K
-    height: int = 7  # H
-    width: int = 7  # W
-    num_classes: int = 0  # > 0: class-conditional
-
-    def validate(self) -> None:
-        check(self.num_codes >= 2, f"model.num_codes must be at least 2, got {self.num_codes}")
-        check(self.height >= 1, f"model.height must be at least 1, got {self.height}")
-        check(self.width >= 1, f"model.width must be at least 1, got {self.width}")
-        check(self.num_classes >= 0, f"model.num_classes must be >= 0, got {self.num_classes}")
+    num_codes: int = bounded(256, ge=2)  # K
+    height: int = bounded(7, ge=1)  # H
+    width: int = bounded(7, ge=1)  # W
+    num_classes: int = bounded(0, ge=0)  # > 0: class-conditional
 
 
 def draw(

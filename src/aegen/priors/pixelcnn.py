@@ -23,13 +23,13 @@ when conditional; layers after the first are residual in the horizontal stack.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
+from ..config import bounded, check
 from ..registry import register
 from .base import Prior, PriorConfig
 
@@ -38,20 +38,20 @@ __all__ = ["MaskedConv2d", "PixelCNNPrior", "PixelCNNConfig"]
 
 @dataclass
 class PixelCNNConfig(PriorConfig):
-    channels: int = 64
-    layers: int = 5  # gated layers after the first (type A) one
-    kernel: int = 3  # odd; each layer reaches kernel//2 further up, left and right
-    out_hidden: int = 256
+    d_model: int = bounded(64, ge=1)  # channels of every gated layer
+    n_layers: int = bounded(5, ge=0)  # gated layers after the first (type A) one
+    kernel: int = bounded(3, ge=3)  # odd; each layer reaches kernel//2 further up, left and right
+    head_dim: int = bounded(256, ge=1)  # channels of the 1×1 head's hidden layer
+
+    # names before the one config vocabulary (docs/architecture.md)
+    renamed: ClassVar[dict[str, str]] = {
+        "channels": "d_model",
+        "layers": "n_layers",
+        "out_hidden": "head_dim",
+    }
 
     def validate(self) -> None:
-        super().validate()
-        check(self.channels >= 1, f"model.channels must be at least 1, got {self.channels}")
-        check(self.layers >= 0, f"model.layers must be >= 0, got {self.layers}")
-        check(
-            self.kernel >= 3 and self.kernel % 2 == 1,
-            f"model.kernel must be an odd number >= 3, got {self.kernel}",
-        )
-        check(self.out_hidden >= 1, f"model.out_hidden must be at least 1, got {self.out_hidden}")
+        check(self.kernel % 2 == 1, f"model.kernel must be an odd number >= 3, got {self.kernel}")
 
 
 class MaskedConv2d(nn.Module):
@@ -117,22 +117,22 @@ class GatedLayer(nn.Module):
 
 @register("pixelcnn", PixelCNNConfig, kind="prior")
 class PixelCNNPrior(Prior):
-    """Gated PixelCNN: embedding, one type-A layer, ``layers`` type-B layers, a 1×1 head."""
+    """Gated PixelCNN: embedding, one type-A layer, ``n_layers`` type-B layers, a 1×1 head."""
 
     train_defaults = {"epochs": 2, "batch_size": 128, "lr": 1e-3}
 
     def __init__(self, config: PixelCNNConfig):
         super().__init__(config)
         c = config
-        self.tok = nn.Embedding(c.num_codes, c.channels)
+        self.tok = nn.Embedding(c.num_codes, c.d_model)
         self.layers = nn.ModuleList(
-            GatedLayer(c.channels, c.kernel, i == 0, c.num_classes) for i in range(c.layers + 1)
+            GatedLayer(c.d_model, c.kernel, i == 0, c.num_classes) for i in range(c.n_layers + 1)
         )
         self.head = nn.Sequential(
             nn.ReLU(),
-            nn.Conv2d(c.channels, c.out_hidden, 1),
+            nn.Conv2d(c.d_model, c.head_dim, 1),
             nn.ReLU(),
-            nn.Conv2d(c.out_hidden, c.num_codes, 1),
+            nn.Conv2d(c.head_dim, c.num_codes, 1),
         )
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:

@@ -21,11 +21,12 @@ so the label need not be remembered); stacked LSTM layers, then a linear head.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from ..config import check
+from ..config import bounded
 from ..registry import register
 from .base import Prior, PriorConfig
 
@@ -34,17 +35,13 @@ __all__ = ["PixelRNNPrior", "PixelRNNConfig"]
 
 @dataclass
 class PixelRNNConfig(PriorConfig):
-    embed_dim: int = 128
-    hidden: int = 256
-    n_layers: int = 2
-    dropout: float = 0.0  # between LSTM layers, during training only
+    embed_dim: int = bounded(128, ge=1)
+    d_model: int = bounded(256, ge=1)  # the LSTM's hidden size
+    n_layers: int = bounded(2, ge=1)
+    dropout: float = bounded(0.0, ge=0, lt=1)  # between LSTM layers, during training only
 
-    def validate(self) -> None:
-        super().validate()
-        check(self.embed_dim >= 1, f"model.embed_dim must be at least 1, got {self.embed_dim}")
-        check(self.hidden >= 1, f"model.hidden must be at least 1, got {self.hidden}")
-        check(self.n_layers >= 1, f"model.n_layers must be at least 1, got {self.n_layers}")
-        check(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
+    # names before the one config vocabulary (docs/architecture.md)
+    renamed: ClassVar[dict[str, str]] = {"hidden": "d_model"}
 
 
 @register("pixelrnn", PixelRNNConfig, kind="prior")
@@ -63,9 +60,9 @@ class PixelRNNPrior(Prior):
         self.col = nn.Parameter(torch.randn(1, c.width, e) * 0.02)
         self.cls = nn.Embedding(c.num_classes, e) if c.num_classes else None
         self.lstm = nn.LSTM(
-            e, c.hidden, c.n_layers, batch_first=True, dropout=c.dropout if c.n_layers > 1 else 0
+            e, c.d_model, c.n_layers, batch_first=True, dropout=c.dropout if c.n_layers > 1 else 0
         )
-        self.head = nn.Linear(c.hidden, c.num_codes)
+        self.head = nn.Linear(c.d_model, c.num_codes)
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         return self.tok(codes)  # (B, H, W, e)
@@ -86,7 +83,7 @@ class PixelRNNPrior(Prior):
     def logits_from(self, emb: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         b, h, w, _ = emb.shape
         x = self._inputs(self._shifted(emb.flatten(1, 2)[:, :-1]), y)  # (B, T, e)
-        out, _ = self.lstm(x)  # (B, T, hidden)
+        out, _ = self.lstm(x)  # (B, T, d_model)
         return self.head(out).transpose(1, 2).reshape(b, -1, h, w)  # (B, K, H, W)
 
     def prefix_logits(self, flat: torch.Tensor, y: torch.Tensor | None, t: int) -> torch.Tensor:

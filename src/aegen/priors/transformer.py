@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
+from ..config import bounded, check
 from ..registry import register
 from .base import Prior, PriorConfig
 
@@ -28,21 +28,18 @@ __all__ = ["TransformerPrior", "TransformerPriorConfig"]
 
 @dataclass
 class TransformerPriorConfig(PriorConfig):
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    mlp_ratio: int = 4
-    dropout: float = 0.0  # on the residual branches, in training; a few epochs do not overfit
+    d_model: int = bounded(128, ge=1)
+    n_layers: int = bounded(4, ge=1)
+    n_heads: int = bounded(4, ge=1)
+    mlp_ratio: int = bounded(4, ge=1)
+    # on the residual branches, in training; a few epochs do not overfit
+    dropout: float = bounded(0.0, ge=0, lt=1)
 
     def validate(self) -> None:
-        super().validate()
-        check(self.d_model >= 1, f"model.d_model must be at least 1, got {self.d_model}")
-        check(self.n_layers >= 1, f"model.n_layers must be at least 1, got {self.n_layers}")
         check(
-            self.n_heads >= 1 and self.d_model % self.n_heads == 0,
+            self.d_model % self.n_heads == 0,
             f"model.n_heads must divide model.d_model={self.d_model}, got {self.n_heads}",
         )
-        check(self.mlp_ratio >= 1, f"model.mlp_ratio must be at least 1, got {self.mlp_ratio}")
         check(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
