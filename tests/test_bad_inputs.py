@@ -56,7 +56,12 @@ def ws(tmp_path_factory):
         b"\x12\x34" + (magic / "t10k-labels-idx1-ubyte").read_bytes()[2:]
     )
     # the VQ pipeline's files: a VQ-VAE run, its codes (and a copy with a code out of range), a prior
-    vq_tiny = ["model.num_codes=32", "model.codebook_dim=8", "model.channels=8,16", "model.res_dim=8"]
+    vq_tiny = [
+        "model.num_codes=32",
+        "model.codebook_dim=8",
+        "model.channels=8,16",
+        "model.res_dim=8",
+    ]
     sets = [a for s in vq_tiny for a in ("--set", s)]
     assert main(["train", "vqvae", "--out", str(w / "vq"), *TINY, *sets]) == 0
     assert main(["encode", str(w / "vq"), "--out", str(w / "codes"), *TINY[:4], "--quiet"]) == 0
