@@ -32,7 +32,7 @@ from safetensors.torch import save as save_bytes
 
 from .config import from_dict, upgrade_names
 from .errors import CheckpointError, ConfigError
-from .files import atomic_save, atomic_write_bytes, atomic_write_json
+from .files import atomic_save, atomic_write_bytes, atomic_write_json, read_dir_json, sha256_file
 from .registry import entry
 from .version import __version__
 
@@ -66,16 +66,8 @@ def write_config(run_dir: str | os.PathLike, config: dict[str, Any]) -> None:
 
 def load_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     """Read a run directory's ``config.json``; a missing or broken one is a CheckpointError."""
-    d = Path(run_dir)
-    if not d.is_dir():
-        raise CheckpointError(f"{d}: no such run directory")
-    path = d / CONFIG
-    if not path.is_file():
-        raise CheckpointError(f"{d}: not a run directory (no {CONFIG})")
-    try:
-        cfg = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: unreadable ({e})") from None
+    cfg = read_dir_json(run_dir, CONFIG, CheckpointError, "run")
+    path = Path(run_dir) / CONFIG
     if not isinstance(cfg, dict) or "model" not in cfg:
         raise CheckpointError(f"{path}: does not name a model")
     return _upgrade(cfg)
@@ -115,11 +107,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def weights_hash(path: str | os.PathLike) -> str:
     """SHA-256 of a weights file: which exact model a derived artefact came from."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def _check_and_load(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:

@@ -328,15 +328,18 @@ class RunConfig:
     model: str
     model_config: Any  # the registered model's dataclass config
     train: TrainConfig = field(default_factory=TrainConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig | None = field(default_factory=DataConfig)  # None: data given by the caller
+    # (a prior trains on a codes directory, which its config.json records as "codes")
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "model": self.model,
             "model_config": to_dict(self.model_config),
             "train": to_dict(self.train),
-            "data": to_dict(self.data),
         }
+        if self.data is not None:
+            out["data"] = to_dict(self.data)
+        return out
 
 
 _SECTIONS = {"model": "model_config", "train": "train", "data": "data"}
@@ -344,17 +347,16 @@ _SECTIONS = {"model": "model_config", "train": "train", "data": "data"}
 
 def apply_overrides(run: RunConfig, overrides: list[str]) -> RunConfig:
     """Return a copy of ``run`` with ``section.key=value`` overrides applied and validated."""
-    sections = {
-        "model": to_dict(run.model_config),
-        "train": to_dict(run.train),
-        "data": to_dict(run.data),
-    }
+    sections = {"model": to_dict(run.model_config), "train": to_dict(run.train)}
+    if run.data is not None:
+        sections["data"] = to_dict(run.data)
     for text in overrides:
         key, value = parse_override(text)
         section, _, name = key.partition(".")
         if section not in sections or not name:
+            *rest, last = (f"{name}.NAME" for name in sections)
             raise ConfigError(
-                f"unknown config key {key}; keys look like model.NAME, train.NAME or data.NAME"
+                f"unknown config key {key}; keys look like {', '.join(rest)} or {last}"
             )
         if section == "model":  # an old field name replaces the field it was renamed to
             sections[section].update(upgrade_names(type(run.model_config), {name: value}))
@@ -364,5 +366,5 @@ def apply_overrides(run: RunConfig, overrides: list[str]) -> RunConfig:
         model=run.model,
         model_config=from_dict(type(run.model_config), sections["model"], "model"),
         train=from_dict(TrainConfig, sections["train"], "train"),
-        data=from_dict(DataConfig, sections["data"], "data"),
+        data=from_dict(DataConfig, sections["data"], "data") if "data" in sections else None,
     )

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import UserError
 
@@ -28,6 +33,12 @@ __all__ = [
     "atomic_write_text",
     "ensure_dir",
     "ensure_writable_file",
+    "npy_bytes",
+    "read_dir_json",
+    "read_json",
+    "replace_dir",
+    "sha256_file",
+    "staging_dir",
 ]
 
 
@@ -109,6 +120,65 @@ def _umask() -> int:
 
 
 _MODE = 0o666 & ~_umask()  # what open() would give a new file; mkstemp uses 0600
+
+
+def read_json(path: str | os.PathLike, error: type[Exception]) -> Any:
+    """The JSON in ``path``; an unreadable or broken file raises ``error`` naming the path."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path}: unreadable ({e})") from None
+
+
+def read_dir_json(
+    directory: str | os.PathLike, name: str, error: type[Exception], kind: str, hint: str = ""
+) -> Any:
+    """The JSON file ``name`` that makes ``directory`` a ``kind`` directory ("run", "codes");
+    a missing directory or file, or a broken one, raises ``error`` with one line."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise error(f"{d}: no such {kind} directory")
+    if not (d / name).is_file():
+        raise error(f"{d}: not a {kind} directory (no {name}){hint}")
+    return read_json(d / name, error)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def npy_bytes(a: np.ndarray) -> bytes:
+    """``a`` as the bytes of a ``.npy`` file (no pickles), for :func:`atomic_write_bytes`."""
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def staging_dir(out: str | os.PathLike) -> Path:
+    """A new empty directory beside ``out``, with the mode a plain mkdir would give, to be
+    filled and then moved into place by :func:`replace_dir` (mkdtemp alone makes it 0700)."""
+    out = Path(out)
+    parent = out.parent if str(out.parent) else Path(".")
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}."))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
+def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Move a finished directory ``tmp`` into place as ``out``, replacing ``out`` if it exists."""
+    tmp, out = Path(tmp), Path(out)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ from .eval.vae import write_vae_report
 from .files import RunLock, ensure_dir
 from .models.abilities import Samples
 from .models.vae import VAE
+from .phased import check_phased, fit_phased
 from .registry import entry
-from .train import FitResult, Trainer, seed_everything
+from .train import FitResult, Trainer, check_batch_size, seed_everything
 from .viz import save_grid, save_recon_grid
 
 __all__ = [
@@ -73,14 +75,21 @@ def make_run_config(
 
 
 def run_config_from_json(cfg: dict[str, Any], where: str = "config.json") -> RunConfig:
-    """Parse a run directory's config dict back into a RunConfig (validated)."""
+    """Parse a run directory's config dict back into a RunConfig (validated).
+
+    A model run always has a data section (the default data set if it is missing);
+    a prior's has none: it trains on the codes its config.json names.
+    """
     try:
-        e = entry(str(cfg["model"]), "model")
+        e = entry(str(cfg["model"]))
+        if e.kind not in ("model", "prior"):
+            raise CheckpointError(f"{where}: a {e.kind} run is not trained by train_run")
+        has_data = e.kind == "model" or "data" in cfg
         return RunConfig(
             model=e.name,
             model_config=from_dict(e.config_cls, cfg.get("model_config", {}), "model"),
             train=from_dict(TrainConfig, cfg.get("train", {}), "train"),
-            data=from_dict(DataConfig, cfg.get("data", {}), "data"),
+            data=from_dict(DataConfig, cfg.get("data", {}), "data") if has_data else None,
         )
     except UserError as err:
         raise CheckpointError(f"{where}: {err}") from None
@@ -118,11 +127,17 @@ def train_run(
     progress: bool = True,
     data: Dataset | None = None,
     phased: dict[str, Any] | None = None,
+    record: dict[str, Any] | None = None,
+    finish: Callable[[torch.nn.Module], None] | None = None,
 ) -> TrainedRun:
-    """Train a model into ``out_dir``, or resume the run there from its own config.
+    """Train a model or a prior into ``out_dir``, or resume the run there from its own config.
 
-    ``phased={"finetune_epochs": N}`` trains an ``ae-mlp`` greedily layer by layer
-    (see :mod:`aegen.phased`); it is stored in config.json so ``--resume`` knows.
+    ``data`` replaces the run's data config (a prior's codes: its RunConfig has
+    ``data=None``); ``record`` adds keys to config.json (a prior's ``codes``);
+    ``finish(model)`` runs in the main process after training, while the
+    directory is still locked (a prior's metrics.json). ``phased={"finetune_epochs":
+    N}`` trains an ``ae-mlp`` greedily layer by layer (see :mod:`aegen.phased`); it
+    is stored in config.json so ``--resume`` knows.
     """
     out = Path(out_dir)
     if resume:
@@ -135,21 +150,15 @@ def train_run(
         if run is None:
             raise ValueError("train_run needs a run config unless resuming")
         _check_fresh(out)
-    data = data if data is not None else data_from_config(run.data)
-    if len(data.train) < run.train.batch_size:
-        raise UserError(
-            f"train.batch_size={run.train.batch_size} is larger than the {len(data.train)} training images"
-        )
+    if data is None:
+        if run.data is None:
+            raise ValueError(f"{run.model}: a run without a data config needs data=")
+        data = data_from_config(run.data)
     ctx = dist_context()
-    if run.train.batch_size % ctx.world:
-        raise UserError(
-            f"train.batch_size={run.train.batch_size} must be divisible by the {ctx.world} processes"
-        )
+    check_batch_size(run.train.batch_size, len(data.train), ctx.world)
     seed_everything(run.train.seed)
-    model = entry(run.model, "model").cls(run.model_config)
+    model = entry(run.model).cls(run.model_config)
     if phased is not None:
-        from .phased import check_phased
-
         check_phased(model)
     barrier()  # every rank has checked the directory before rank 0 writes into it
     lock = RunLock(out)
@@ -159,16 +168,16 @@ def train_run(
     try:
         if not resume and ctx.is_main:
             extra = {"phased": phased} if phased is not None else {}
-            write_config(out, {**run.to_json(), "family": model.family, **extra})
+            write_config(out, {**run.to_json(), "family": model.family, **extra, **(record or {})})
         if phased is not None:
-            from .phased import fit_phased
-
             result = fit_phased(model, data, run.train, out, resume, progress, **phased)
         else:
             trainer = Trainer(
                 model, run.train, out, progress=progress, metadata={"model": run.model}
             )
             result = trainer.fit(data, resume=resume)
+        if finish is not None and ctx.is_main:
+            finish(model)
     finally:
         lock.release()
     return TrainedRun(model.eval(), data, result, out, run)

@@ -48,6 +48,7 @@ __all__ = [
     "Trainer",
     "autocast",
     "bf16_supported",
+    "check_batch_size",
     "evaluate_loss",
     "lr_at",
     "seed_everything",
@@ -66,6 +67,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def check_batch_size(batch_size: int, n: int | None, world: int = 1) -> None:
+    """Refuse a batch larger than the ``n`` training examples (None: not known yet) or one
+    that the ``world`` processes cannot share evenly, before anything is written."""
+    if n is not None and n < batch_size:
+        raise UserError(f"train.batch_size={batch_size} is larger than the {n} training examples")
+    if batch_size % world:
+        raise UserError(f"train.batch_size={batch_size} must be divisible by the {world} processes")
 
 
 def bf16_supported(device_type: str = "cpu") -> bool:
@@ -365,14 +375,7 @@ class Trainer:
     def fit(self, data: Dataset, resume: bool = False) -> FitResult:
         cfg = self.cfg
         n = len(data.train)
-        if n < cfg.batch_size:
-            raise UserError(
-                f"train.batch_size={cfg.batch_size} is larger than the {n} training images"
-            )
-        if cfg.batch_size % self.world:
-            raise UserError(
-                f"train.batch_size={cfg.batch_size} must be divisible by the {self.world} processes"
-            )
+        check_batch_size(cfg.batch_size, n, self.world)
         steps_per_epoch = num_batches(n, cfg.batch_size)
         total_steps = steps_per_epoch * cfg.epochs
         if self.out_dir is not None:

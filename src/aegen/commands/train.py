@@ -10,6 +10,7 @@ from .. import distributed
 from ..errors import UserError
 from ..registry import available
 from ..runs import data_from_config, finish_run, make_run_config, train_run
+from ..train import check_batch_size
 from ._common import add_data_args, add_launch_args, add_train_args
 from .argtypes import nonneg_int
 
@@ -77,10 +78,7 @@ def run(args: argparse.Namespace) -> int:
     )
     phased = {"finetune_epochs": args.finetune_epochs} if args.phased else None
     if args.nproc > 1 and not distributed.context().world > 1 and "WORLD_SIZE" not in os.environ:
-        if run_cfg.train.batch_size % args.nproc:
-            raise UserError(
-                f"train.batch_size={run_cfg.train.batch_size} must be divisible by --nproc {args.nproc}"
-            )
+        check_batch_size(run_cfg.train.batch_size, None, args.nproc)
         data_from_config(run_cfg.data)  # a data error is reported here, once, not by every rank
         return distributed.launch(strip_option(args.argv, "--nproc"), args.nproc)
     ctx = distributed.setup(run_cfg.train.device)

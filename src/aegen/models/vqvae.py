@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import bounded
+from ..data.codes import check_indices
 from ..data.loader import Batch
-from ..errors import DataError
 from ..nn import ResidualBlock
 from ..quantize import VectorQuantizer
 from ..registry import register
@@ -33,25 +33,6 @@ from .base import Autoencoder, Logs
 __all__ = ["VQVAE", "VQVAEConfig", "check_indices"]
 
 GRID = (7, 7)  # 28 → 14 → 7 by two stride-2 convolutions
-
-
-def check_indices(
-    indices: torch.Tensor, num_codes: int, grid: tuple[int, int], where: str = "codes"
-):
-    """Refuse index grids that are not (N, H, W) integers in [0, K) with one clear line."""
-    if indices.dtype.is_floating_point or indices.dtype == torch.bool:
-        raise DataError(f"{where}: codes must be integers, got {indices.dtype}")
-    if indices.dim() != 3 or tuple(indices.shape[1:]) != tuple(grid):
-        raise DataError(
-            f"{where}: code grids must be (N, {grid[0]}, {grid[1]}), got {tuple(indices.shape)}"
-        )
-    if indices.numel():
-        lo, hi = int(indices.min()), int(indices.max())
-        if lo < 0 or hi >= num_codes:
-            bad = hi if hi >= num_codes else lo
-            raise DataError(
-                f"{where}: code {bad} is outside the codebook (valid codes are 0..{num_codes - 1})"
-            )
 
 
 @dataclass

@@ -2,19 +2,16 @@
 
 1. **Train a VQ-VAE** (``aegen train vqvae``): a run directory.
 2. **Build the discrete data set** (:func:`encode_run`, ``aegen encode``): every
-   image becomes an H×W grid of code indices. A codes directory holds::
-
-       train.npy, val.npy, test.npy                uint16 (N, H, W)
-       train_labels.npy, val_labels.npy, test_labels.npy   int64 (N,)
-       meta.json   K, D, H, W, the VQ-VAE weights' SHA-256, the data's fingerprint,
-                   the arrays' SHA-256, code usage and unigram entropies
+   image becomes an H×W grid of code indices, in a codes directory
+   (:mod:`aegen.data.codes` holds its format, reading and writing).
 
 3. **Train a prior** over the grids (:func:`train_prior`, ``aegen train-prior``):
    a run directory whose config.json records which codes (and so which VQ-VAE)
    it was trained on.
-4. **Generate** (:func:`sample_images`, :func:`generate`, ``aegen generate``):
-   sample grids from the prior, look the codes up in the VQ-VAE's codebook,
-   decode.
+4. **Generate** (:func:`generate`, ``aegen generate``): sample grids from the
+   prior, look the codes up in the VQ-VAE's codebook, decode
+   (:mod:`aegen.priors.sampling` with the models, :mod:`aegen.prior_runs` with
+   the two run directories).
 
 :func:`run_pipeline` (``aegen pipeline vqvae``) runs all four into
 ``DIR/vqvae``, ``DIR/codes``, ``DIR/prior``, ``DIR/samples``. A stage whose
@@ -28,14 +25,9 @@ happens before anything is written.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import json
-import math
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,49 +35,44 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import (
-    CONFIG,
-    MODEL,
-    load,
-    load_config,
-    read_train_state,
-    weights_hash,
-    write_config,
-)
-from ..config import RunConfig, TrainConfig, apply_overrides, from_dict, to_dict
-from ..data.datasets import Dataset, Split
-from ..data.loader import to_float
-from ..distributed import barrier
-from ..distributed import context as dist_context
-from ..errors import CheckpointError, ConfigError, DataError, UserError
+from ..checkpoint import MODEL, load, load_config, read_train_state, weights_hash
+from ..config import RunConfig, TrainConfig, apply_overrides, from_dict
+from ..data.codes import CodeSet, codes_match, encode_dataset, encode_split, load_codes
+from ..data.datasets import Dataset
+from ..errors import CheckpointError, ConfigError, UserError
 from ..eval.metrics import read_metrics_json, update_metrics_json
-from ..files import RunLock, atomic_write_bytes, atomic_write_json, ensure_dir
+from ..files import atomic_write_bytes, atomic_write_json, ensure_dir, npy_bytes
 from ..models.vqvae import GRID as VQ_GRID
-from ..models.vqvae import check_indices
 from ..prior_runs import load_prior, prior_matches_vqvae, sample_images
 from ..priors.sampling import sample_codes
-from ..quantize import code_usage, entropy_bits
+from ..quantize import entropy_bits
 from ..registry import entry
-from ..runs import stage_state
-from ..train import Trainer, seed_everything
+from ..runs import (
+    data_from_config,
+    finish_run,
+    make_run_config,
+    run_config_from_json,
+    stage_state,
+    train_run,
+)
+from ..viz import save_grid
 
 __all__ = [
-    "CodeSet",
+    "CodeSet",  # re-exported from aegen.data.codes
+    "codes_record",
     "encode_run",
-    "encode_split",
+    "encode_split",  # re-exported from aegen.data.codes
     "generate",
-    "load_codes",
-    "load_prior",
-    "prior_matches_vqvae",
+    "load_codes",  # re-exported from aegen.data.codes
+    "load_prior",  # re-exported from aegen.prior_runs
+    "prior_matches_vqvae",  # re-exported from aegen.prior_runs
+    "prior_run_config",
     "run_pipeline",
-    "sample_codes",
-    "sample_images",
+    "sample_codes",  # re-exported from aegen.priors.sampling
+    "sample_images",  # re-exported from aegen.prior_runs
+    "samples_record",
     "train_prior",
 ]
-
-CODES_FORMAT = "aegen-codes/1"
-META = "meta.json"
-SPLITS = ("train", "val", "test")
 
 
 def _log(msg: str, quiet: bool = False) -> None:
@@ -93,39 +80,7 @@ def _log(msg: str, quiet: bool = False) -> None:
         print(msg, file=sys.stderr)
 
 
-def _sha256(path: Path) -> str:
-    return weights_hash(path)  # SHA-256 of a file's bytes
-
-
 # =========================================================================== stage 2: codes
-
-
-@torch.no_grad()
-def encode_split(model: torch.nn.Module, split: Split, batch_size: int = 1000) -> np.ndarray:
-    """Code grids (N, H, W) uint16 of a split's images, in float32 and eval mode."""
-    model.eval()
-    parts = [
-        model.encode_indices(to_float(split.x[s : s + batch_size])).to(torch.int32)
-        for s in range(0, len(split), batch_size)
-    ]
-    return torch.cat(parts).numpy().astype(np.uint16)
-
-
-def _npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return buf.getvalue()
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move a finished temporary directory into place, replacing ``out`` if it exists."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 def encode_run(
@@ -141,160 +96,23 @@ def encode_run(
     The directory is written under a temporary name and renamed into place, so it
     is either complete or absent.
     """
-    from ..runs import data_from_config, run_config_from_json
-
     run_dir, out = Path(run_dir), Path(out_dir)
     model = load(run_dir, family="vqvae")
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists; choose another --out")
     if data is None:
         data = data_from_config(run_config_from_json(load_config(run_dir)).data)
-    ensure_dir(out.parent if str(out.parent) else Path("."))
-    h, w = model.grid
-    k = model.num_codes
-    arrays: dict[str, np.ndarray] = {}
-    for name in SPLITS:
-        split = getattr(data, name)
-        arrays[name] = encode_split(model, split)
-        arrays[f"{name}_labels"] = split.y.numpy().astype(np.int64)
-    stats: dict[str, Any] = {}
-    for name in ("train", "test"):
-        idx = torch.from_numpy(arrays[name].astype(np.int64))
-        perplexity, used = code_usage(idx, k)
-        stats[f"{name}_codes_used"] = used
-        stats[f"{name}_perplexity"] = perplexity
-        stats[f"{name}_unigram_entropy_bits"] = math.log2(perplexity)
-    meta = {
-        "format": CODES_FORMAT,
-        "K": k,
-        "D": int(model.codebook.shape[1]),
-        "H": h,
-        "W": w,
+    source = {
         "vqvae_run": str(run_dir.resolve()),
-        "vqvae_weights_sha256": _sha256(run_dir / MODEL),
-        "data": data.name,
-        "data_fingerprint": data.fingerprint(),
-        "classes": list(data.classes),
-        "counts": {s: int(arrays[s].shape[0]) for s in SPLITS},
-        **stats,
-        "files": {},
+        "vqvae_weights_sha256": weights_hash(run_dir / MODEL),
     }
-    tmp = Path(tempfile.mkdtemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}."))
-    try:
-        for name, a in arrays.items():
-            payload = _npy_bytes(a)
-            atomic_write_bytes(tmp / f"{name}.npy", payload)
-            meta["files"][f"{name}.npy"] = hashlib.sha256(payload).hexdigest()
-        atomic_write_json(tmp / META, meta)
-        os.chmod(tmp, 0o777 & ~_umask())
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    meta = encode_dataset(model, data, out, source)
     _log(
-        f"encoded {sum(meta['counts'].values())} images into {out}: {k} codes, "
-        f"{stats['test_codes_used']} used on test (perplexity {stats['test_perplexity']:.1f})",
+        f"encoded {sum(meta['counts'].values())} images into {out}: {meta['K']} codes, "
+        f"{meta['test_codes_used']} used on test (perplexity {meta['test_perplexity']:.1f})",
         quiet,
     )
     return meta
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@dataclass
-class CodeSet:
-    """A loaded codes directory: int64 code grids and labels per split, and its meta.json."""
-
-    path: Path
-    meta: dict[str, Any]
-    meta_sha256: str
-    data: Dataset  # x: (N, H, W) int64 codes, y: (N,) int64 labels
-
-    @property
-    def num_codes(self) -> int:
-        return int(self.meta["K"])
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return int(self.meta["H"]), int(self.meta["W"])
-
-
-def _read_meta(d: Path) -> dict[str, Any]:
-    if not d.is_dir():
-        raise DataError(f"{d}: no such codes directory")
-    p = d / META
-    if not p.is_file():
-        raise DataError(f"{d}: not a codes directory (no {META}); make one with 'aegen encode'")
-    try:
-        meta = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{p}: unreadable ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != CODES_FORMAT:
-        raise DataError(f"{p}: not an aegen codes directory ({CODES_FORMAT})")
-    for key in ("K", "H", "W", "vqvae_weights_sha256"):
-        if key not in meta:
-            raise DataError(f"{p}: no {key}")
-    return meta
-
-
-def _read_array(path: Path, dtype: type) -> np.ndarray:
-    if not path.is_file():
-        raise DataError(f"{path}: missing")
-    try:
-        a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable .npy file ({e})") from None
-    if a.dtype != dtype:
-        raise DataError(f"{path}: expected {np.dtype(dtype).name}, got {a.dtype}")
-    return a
-
-
-def load_codes(codes_dir: str | os.PathLike) -> CodeSet:
-    """Read and check a codes directory: every grid (N, H, W) with codes < K, labels to match."""
-    d = Path(codes_dir)
-    meta = _read_meta(d)
-    k, grid = int(meta["K"]), (int(meta["H"]), int(meta["W"]))
-    splits = {}
-    for name in SPLITS:
-        codes = _read_array(d / f"{name}.npy", np.uint16)
-        labels = _read_array(d / f"{name}_labels.npy", np.int64)
-        x = torch.from_numpy(codes.astype(np.int64))
-        check_indices(x, k, grid, str(d / f"{name}.npy"))
-        if labels.shape != (codes.shape[0],):
-            raise DataError(
-                f"{d / f'{name}_labels.npy'}: {labels.shape[0] if labels.ndim else 0} labels "
-                f"for {codes.shape[0]} code grids"
-            )
-        splits[name] = Split(x, torch.from_numpy(labels))
-    classes = list(meta.get("classes") or [])
-    n_classes = int(max(int(s.y.max()) if len(s) else -1 for s in splits.values())) + 1
-    if len(classes) < n_classes:
-        classes = [str(i) for i in range(n_classes)]
-    data = Dataset("codes", splits["train"], splits["val"], splits["test"], classes, str(d))
-    return CodeSet(d, meta, _sha256(d / META), data)
-
-
-def _codes_match(codes_dir: Path, vqvae_dir: Path, data: Dataset) -> bool:
-    """Whether ``codes_dir`` holds complete codes of ``data`` by the VQ-VAE in ``vqvae_dir``."""
-    try:
-        meta = _read_meta(codes_dir)
-    except DataError:
-        return False
-    if meta.get("vqvae_weights_sha256") != _sha256(vqvae_dir / MODEL):
-        return False
-    if meta.get("data_fingerprint") != data.fingerprint():
-        return False
-    files = meta.get("files") or {}
-    return all(
-        (codes_dir / f"{s}{suffix}.npy").is_file()
-        and files.get(f"{s}{suffix}.npy") == _sha256(codes_dir / f"{s}{suffix}.npy")
-        for s in SPLITS
-        for suffix in ("", "_labels")
-    )
 
 
 # =========================================================================== stage 3: prior
@@ -334,16 +152,14 @@ def prior_run_config(
         model=prior,
         model_config=from_dict(e.config_cls, fixed, "model"),
         train=from_dict(TrainConfig, train_values, "train"),
+        data=None,  # a prior trains on the codes its config.json records
     )
     return apply_overrides(run, overrides or [])
 
 
-def _prior_json(run: RunConfig, codes: CodeSet) -> dict[str, Any]:
+def codes_record(codes: CodeSet) -> dict[str, Any]:
+    """What a prior's config.json says about its codes: which ones, from which VQ-VAE."""
     return {
-        "model": run.model,
-        "model_config": to_dict(run.model_config),
-        "train": to_dict(run.train),
-        "family": "prior",
         "codes": {
             "dir": str(codes.path.resolve()),
             "meta_sha256": codes.meta_sha256,
@@ -351,7 +167,7 @@ def _prior_json(run: RunConfig, codes: CodeSet) -> dict[str, Any]:
             "K": codes.num_codes,
             "H": codes.grid[0],
             "W": codes.grid[1],
-        },
+        }
     }
 
 
@@ -386,6 +202,7 @@ def train_prior(
     With ``resume=True`` the run in ``out_dir`` continues from its own config
     (and must have been trained on these very codes). Writes metrics.json with
     the held-out NLL in bits per code next to the codes' unigram entropies.
+    Training is :func:`aegen.runs.train_run`'s, as for every other model.
     """
     out = Path(out_dir)
     codes = codes if codes is not None else load_codes(codes_dir)
@@ -395,55 +212,31 @@ def train_prior(
             raise CheckpointError(f"{out}: not a prior run")
         if stored.get("codes", {}).get("meta_sha256") != codes.meta_sha256:
             raise UserError(f"{out} was trained on other codes than {codes.path}; cannot resume")
-        e = entry(stored["model"], "prior")
-        run = RunConfig(
-            model=e.name,
-            model_config=from_dict(e.config_cls, stored["model_config"], "model"),
-            train=from_dict(TrainConfig, stored["train"], "train"),
-        )
+        run = None
     else:
         run = prior_run_config(prior, codes, overrides, conditional, **train_args)
-        if out.exists() and not out.is_dir():
-            raise UserError(f"{out} exists and is not a directory")
-        if (out / CONFIG).exists():
-            raise UserError(
-                f"{out} already holds a run; pass --resume to continue it or choose another --out"
-            )
-    if len(codes.data.train) < run.train.batch_size:
-        raise UserError(
-            f"train.batch_size={run.train.batch_size} is larger than the "
-            f"{len(codes.data.train)} training grids"
-        )
-    ctx = dist_context()  # under torchrun: every rank trains, rank 0 alone writes
-    if run.train.batch_size % ctx.world:
-        raise UserError(
-            f"train.batch_size={run.train.batch_size} must be divisible by the {ctx.world} processes"
-        )
-    seed_everything(run.train.seed)
-    model = entry(run.model, "prior").cls(run.model_config)
-    barrier()  # every rank has checked the directory before rank 0 writes into it
-    lock = RunLock(out)
-    if ctx.is_main:
-        ensure_dir(out)
-        lock.acquire()
     metrics: dict[str, Any] = {}
-    try:
-        if not resume and ctx.is_main:
-            write_config(out, _prior_json(run, codes))
-        trainer = Trainer(model, run.train, out, progress=progress, metadata={"model": run.model})
-        trainer.fit(codes.data, resume=resume)
-        if ctx.is_main:
-            metrics = _prior_metrics(model, codes)
-            # the same number as a likelihood section, so `aegen report` lists it among the scores
-            likelihood = {
-                "bits_per_code": metrics["test_nll_bits"],
-                "n": metrics["n_test"],
-                "split": "test",
-            }
-            update_metrics_json(out, {"prior": metrics, "likelihood": likelihood})
-    finally:
-        lock.release()
-    return TrainedPrior(model.eval(), out, metrics)
+
+    def write_metrics(model: torch.nn.Module) -> None:
+        metrics.update(_prior_metrics(model, codes))
+        # the same number as a likelihood section, so `aegen report` lists it among the scores
+        likelihood = {
+            "bits_per_code": metrics["test_nll_bits"],
+            "n": metrics["n_test"],
+            "split": "test",
+        }
+        update_metrics_json(out, {"prior": metrics, "likelihood": likelihood})
+
+    trained = train_run(
+        run,
+        out,
+        resume=resume,
+        progress=progress,
+        data=codes.data,
+        record=codes_record(codes),
+        finish=write_metrics,
+    )
+    return TrainedPrior(trained.model, out, metrics)
 
 
 def _prior_metrics(model: torch.nn.Module, codes: CodeSet) -> dict[str, Any]:
@@ -476,8 +269,6 @@ def generate(
     use_cache: bool = True,
 ) -> dict[str, Any]:
     """Stage 4: sample ``n`` images into a PNG grid, the codes beside it (same name, .npy)."""
-    from ..viz import save_grid
-
     out_png = Path(out_png)
     g = torch.Generator().manual_seed(seed)
     images, codes = sample_images(
@@ -492,10 +283,23 @@ def generate(
         use_cache=use_cache,
     )
     save_grid(out_png, images, nrow=min(10, n))
-    atomic_write_bytes(out_png.with_suffix(".npy"), _npy_bytes(codes.numpy().astype(np.uint16)))
+    atomic_write_bytes(out_png.with_suffix(".npy"), npy_bytes(codes.numpy().astype(np.uint16)))
+    return samples_record(prior_dir, vqvae_dir, n, seed, label, temperature, top_k)
+
+
+def samples_record(
+    prior_dir: str | os.PathLike,
+    vqvae_dir: str | os.PathLike,
+    n: int,
+    seed: int,
+    label: int | None,
+    temperature: float,
+    top_k: int | None,
+) -> dict[str, Any]:
+    """What a stage-4 picture was drawn from and with: both models' weights and the settings."""
     return {
-        "prior_weights_sha256": _sha256(Path(prior_dir) / MODEL),
-        "vqvae_weights_sha256": _sha256(Path(vqvae_dir) / MODEL),
+        "prior_weights_sha256": weights_hash(Path(prior_dir) / MODEL),
+        "vqvae_weights_sha256": weights_hash(Path(vqvae_dir) / MODEL),
         "n": n,
         "seed": seed,
         "label": label,
@@ -544,8 +348,6 @@ def run_pipeline(
     ``prior.train.K=V``. Run it again after an interruption: finished stages whose
     inputs are unchanged are skipped, an interrupted training resumes.
     """
-    from ..runs import finish_run, make_run_config, train_run
-
     quiet = False  # the one line per stage is always shown; progress bars follow `progress`
     out = Path(out_dir)
     vq_over, prior_over = _split_overrides(overrides or [])
@@ -559,8 +361,6 @@ def run_pipeline(
         limit=limit,
         data_dir=data_dir,
     )
-    from ..runs import data_from_config
-
     dataset = data_from_config(vq_run.data)
     # the prior's settings are checked now, not after an hour of stage 1
     grid = (vq_run.model_config.num_codes, VQ_GRID, dataset.num_classes)
@@ -591,7 +391,7 @@ def run_pipeline(
     summary["vqvae"] = read_metrics_json(dirs["vqvae"]).get("reconstruction", {})
 
     # ---- stage 2: codes
-    if _codes_match(dirs["codes"], dirs["vqvae"], dataset):
+    if codes_match(dirs["codes"], weights_hash(dirs["vqvae"] / MODEL), dataset):
         _log(f"stage 2/4: {dirs['codes']} matches the VQ-VAE; skipped", quiet)
     else:
         _log(f"stage 2/4: encoding into {dirs['codes']}", quiet)
@@ -603,7 +403,7 @@ def run_pipeline(
     prior_run = prior_run_config(
         prior, codes, prior_over, conditional, epochs=prior_epochs, seed=seed
     )
-    want = _prior_json(prior_run, codes)
+    want = {**prior_run.to_json(), "family": "prior", **codes_record(codes)}
     state = stage_state(dirs["prior"], want, ("model", "model_config", "train", "codes"), "prior")
     if state == "done" and _prior_finished(dirs["prior"]):
         _log(f"stage 3/4: {dirs['prior']} matches the codes; skipped", quiet)
@@ -629,15 +429,7 @@ def run_pipeline(
 
     # ---- stage 4: samples
     png, record = dirs["samples"] / "samples.png", dirs["samples"] / "samples.json"
-    wanted = {
-        "prior_weights_sha256": _sha256(dirs["prior"] / MODEL),
-        "vqvae_weights_sha256": _sha256(dirs["vqvae"] / MODEL),
-        "n": n,
-        "seed": seed,
-        "label": None,
-        "temperature": temperature,
-        "top_k": top_k,
-    }
+    wanted = samples_record(dirs["prior"], dirs["vqvae"], n, seed, None, temperature, top_k)
     done = False
     if record.is_file() and png.is_file() and png.with_suffix(".npy").is_file():
         with contextlib.suppress(OSError, json.JSONDecodeError):
