@@ -39,7 +39,6 @@ LAYERS: list[tuple[str, ...]] = [
     (  # 2: training loops, checkpoints and run directories of single models
         "aegen.train",
         "aegen.runlog",
-        "aegen.rng",
         "aegen.checkpoint",
         "aegen.prior_runs",
         "aegen.phased",

@@ -21,10 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -41,10 +43,12 @@ __all__ = [
     "MODEL",
     "BEST",
     "TRAIN_STATE",
+    "capture_rng",
     "load",
     "load_config",
     "load_state_dict",
     "read_train_state",
+    "restore_rng",
     "save_model",
     "weights_hash",
     "write_checkpoint",
@@ -210,6 +214,47 @@ def write_checkpoint(
     state = {**train_state, "weights_sha256": hashlib.sha256(data).hexdigest()}
     atomic_save(d / TRAIN_STATE, lambda tmp: torch.save(state, tmp))
     os.replace(d / PENDING, d / MODEL)
+
+
+CPU = torch.device("cpu")
+
+
+def capture_rng(device: torch.device = CPU) -> dict[str, Any]:
+    """Every RNG state a training step draws from (torch, NumPy, Python, and CUDA on a GPU),
+    as tensors and numbers only, so ``train_state.pt`` loads with ``weights_only=True``."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": list(random.getstate()[1]),
+        "python_gauss": random.getstate()[2],
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: dict[str, Any], device: torch.device = CPU) -> None:
+    """Put back the RNG states of :func:`capture_rng`: a resumed run draws what it would have."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    random.setstate((3, tuple(state["python"]), state["python_gauss"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def read_train_state(run_dir: str | os.PathLike) -> dict[str, Any]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
 from .files import atomic_write_text
 
-__all__ = ["METRICS_CSV", "read_metrics", "write_metrics"]
+__all__ = ["METRICS_CSV", "RunLog", "read_metrics", "write_metrics"]
 
 METRICS_CSV = "metrics.csv"
 
@@ -42,3 +43,59 @@ def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _fmt(v: Any) -> Any:
     return f"{v:.6g}" if isinstance(v, float) else v
+
+
+class RunLog:
+    """Where a run's epochs are reported: ``metrics.csv``, TensorBoard event files (when
+    tensorboard is installed) and one printed line per epoch on stderr.
+
+    ``out_dir=None`` writes no files; ``show=False`` prints nothing; ``write=False``
+    reads the history but writes nothing (the ranks other than 0 under DDP).
+    """
+
+    def __init__(self, out_dir: Path | None, show: bool = True, write: bool = True):
+        self.out_dir = out_dir
+        self.show = show
+        self.write = write and out_dir is not None
+        self._tb: Any = None  # None: not opened yet; False: tensorboard is not installed
+
+    def history(self) -> list[dict[str, Any]]:
+        """The rows already in metrics.csv (what a resumed run continues from)."""
+        return [] if self.out_dir is None else read_metrics(self.out_dir / METRICS_CSV)
+
+    def epoch(self, row: dict[str, Any], history: list[dict[str, Any]], epochs: int, step: int):
+        """Report a finished epoch: print its line, rewrite metrics.csv with ``history``
+        (which ends with ``row``), add its numbers to TensorBoard at ``step``."""
+        if self.show:
+            print(self.line(row, epochs), file=sys.stderr)
+        if self.write:
+            write_metrics(self.out_dir / METRICS_CSV, history)
+            self._tensorboard(row, step)
+
+    @staticmethod
+    def line(row: dict[str, Any], epochs: int) -> str:
+        """``[phase ]epoch E/N: train_loss …, val_… …`` for an epoch's row."""
+        phase = f"{row['phase']} " if row.get("phase") else ""
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k.startswith("val_"))
+        return (
+            f"{phase}epoch {row['epoch']}/{epochs}: "
+            f"train_loss {row.get('train_loss', float('nan')):.4g}, {shown}"
+        )
+
+    def _tensorboard(self, row: dict[str, Any], step: int) -> None:
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._tb = False
+                return
+            self._tb = SummaryWriter(str(self.out_dir / "tb"))
+        if self._tb:
+            for k, v in row.items():
+                if isinstance(v, float):
+                    self._tb.add_scalar(k, v, step)
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb:
+            self._tb.close()

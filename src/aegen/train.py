@@ -11,6 +11,14 @@ installed), last and best checkpoints, and exact resume: the checkpoint holds
 the optimizer, the step, the position inside the epoch and every RNG state, and
 each epoch's order is rebuilt from (seed, epoch), so a resumed run takes the same
 steps as an uninterrupted one.
+
+:meth:`Trainer.fit` is a loop over named steps: ``_start`` (checks, resume or
+seed, compile, DDP), then per epoch ``_train_epoch`` (``_train_step`` per batch,
+with the non-finite-loss policy and mid-epoch checkpoints) and ``_finish_epoch``
+(validation, the epoch's row, best weights, the checkpoint), then ``_end``. The
+row goes to a :class:`~aegen.runlog.RunLog`, which owns metrics.csv, TensorBoard
+and the printed line; RNG capture is beside the checkpoint code
+(:func:`aegen.checkpoint.capture_rng`).
 """
 
 from __future__ import annotations
@@ -32,7 +40,16 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .checkpoint import BEST, MODEL, load_state_dict, read_train_state, save_model, write_checkpoint
+from .checkpoint import (
+    BEST,
+    MODEL,
+    capture_rng,
+    load_state_dict,
+    read_train_state,
+    restore_rng,
+    save_model,
+    write_checkpoint,
+)
 from .config import TrainConfig
 from .data.datasets import Dataset, Split
 from .data.loader import Batch, epoch_batches, num_batches, to_float
@@ -40,7 +57,7 @@ from .distributed import barrier, resolve_device
 from .distributed import context as dist_context
 from .errors import UserError
 from .files import ensure_dir
-from .runlog import read_metrics, write_metrics
+from .runlog import RunLog
 
 __all__ = [
     "FitResult",
@@ -163,41 +180,6 @@ def _agreed_keys(sums: dict[str, float]) -> list[str]:
     return sorted(set().union(*gathered))
 
 
-def _rng_state(device: torch.device = CPU) -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": list(random.getstate()[1]),
-        "python_gauss": random.getstate()[2],
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device = CPU) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            n["keys"].numpy().astype(np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
-        )
-    )
-    random.setstate((3, tuple(state["python"]), state["python_gauss"]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 @dataclass
 class FitResult:
     """What a finished fit reports; ``history`` holds the metrics rows of this run directory."""
@@ -207,6 +189,28 @@ class FitResult:
     best_val_loss: float
     final: dict[str, float]
     history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class _Plan:
+    """What every epoch of one fit uses: sizes, the data on the device, the loss to call."""
+
+    n: int
+    steps_per_epoch: int
+    total_steps: int
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    loss_fn: Callable[[Batch], tuple[torch.Tensor, dict[str, Any]]]
+
+
+@dataclass
+class _Epoch:
+    """One epoch in progress: sums of the logged values, skipped batches, the step it began at."""
+
+    sums: dict[str, torch.Tensor | float]
+    skipped: int
+    first: int
     seconds: float = 0.0
 
 
@@ -275,13 +279,13 @@ class Trainer:
         self.best_val = math.inf
         self.history: list[dict[str, Any]] = []
         self._partial: dict[str, float] = {}  # sums of this epoch's logs so far (for resume)
-        self._tb = None
+        self.log = RunLog(None, show=False)  # replaced by fit
 
     # ------------------------------------------------------------------ state
 
     def state(self) -> dict[str, Any]:
         """The resumable state; a collective under DDP (every rank's RNG is gathered)."""
-        rng = _rng_state(self.device)
+        rng = capture_rng(self.device)
         if self.world > 1:
             gathered: list[Any] = [None] * self.world
             dist.all_gather_object(gathered, rng)
@@ -315,7 +319,7 @@ class Trainer:
         self.best_val = float(state["best_val"])
         self._partial = {k: float(v) for k, v in state["partial"].items()}
         self.history = self.history[: int(state["rows"])]
-        _set_rng_state(state["rng"][self.rank], self.device)
+        restore_rng(state["rng"][self.rank], self.device)
 
     def checkpoint(self) -> None:
         """Write weights + state (rank 0); every rank takes part in gathering the state."""
@@ -337,22 +341,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
 
-    def _log_tensorboard(self, row: dict[str, Any]) -> None:
-        if self.out_dir is None or self.rank != 0:
-            return
-        if self._tb is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                self._tb = False
-                return
-            self._tb = SummaryWriter(str(self.out_dir / "tb"))
-        if self._tb:
-            for k, v in row.items():
-                if isinstance(v, float):
-                    self._tb.add_scalar(k, v, self.step)
-            self._tb.flush()
-
     def _all_finite(self, loss: torch.Tensor) -> bool:
         """Whether the loss is finite on every rank (all ranks must agree to skip or stop)."""
         if self.world == 1:  # one sync and no extra tensors: this runs every step
@@ -373,133 +361,14 @@ class Trainer:
         return {k: float(v) / total for k, v in zip(keys, vec[:-1].tolist(), strict=True)}
 
     def fit(self, data: Dataset, resume: bool = False) -> FitResult:
-        cfg = self.cfg
-        n = len(data.train)
-        check_batch_size(cfg.batch_size, n, self.world)
-        steps_per_epoch = num_batches(n, cfg.batch_size)
-        total_steps = steps_per_epoch * cfg.epochs
-        if self.out_dir is not None:
-            if self.rank == 0:
-                ensure_dir(self.out_dir)
-            barrier()
-            self.history = [dict(r) for r in read_metrics(self.out_dir / "metrics.csv")]
-        if resume:
-            self._resume()
-        else:
-            # ranks draw different noise (input corruption, VAE samples) from different streams
-            seed_everything(cfg.seed + 1_000_003 * self.rank)
-
-        model = self.model
-        train_x, train_y = data.train.x.to(self.device), data.train.y.to(self.device)
-        loss_fn = torch.compile(self.loss_fn) if cfg.compile else self.loss_fn
-        if self.world > 1:
-            ddp = DistributedDataParallel(
-                _LossModule(model, loss_fn),
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=self._partial_params,
-            )
-            loss_fn = ddp
-        if cfg.channels_last:
-            model.to(memory_format=torch.channels_last)
+        """Train until ``cfg.epochs`` epochs are done (continuing a checkpoint if ``resume``)."""
+        plan = self._start(data, resume)
         t_start = time.perf_counter()
         val: dict[str, float] = {}
-        show = self.progress and self.rank == 0
-        while self.epoch < cfg.epochs:
-            model.train()
-            batches = epoch_batches(
-                n, cfg.batch_size, cfg.seed, self.epoch, True, self.rank, self.world
-            )
-            sums: dict[str, torch.Tensor | float] = dict(self._partial)
-            skipped = int(sums.pop("skipped", 0))
-            t0 = time.perf_counter()
-            first = self.step_in_epoch
-            bar = tqdm(
-                total=steps_per_epoch,
-                initial=self.step_in_epoch,
-                desc=f"{self.tag + ' ' if self.tag else ''}epoch {self.epoch + 1}/{cfg.epochs}",
-                disable=not show,
-                leave=False,
-                file=sys.stderr,
-                dynamic_ncols=True,
-            )
-            for i in range(self.step_in_epoch, steps_per_epoch):
-                idx = batches[i].to(self.device)
-                x = to_float(train_x[idx])
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                lr = lr_at(cfg, self.step, total_steps)
-                for g in self.optimizer.param_groups:
-                    g["lr"] = lr
-                with autocast(cfg.amp, self.device.type):
-                    loss, logs = loss_fn(Batch(x, train_y[idx]))
-                self.optimizer.zero_grad(set_to_none=True)
-                if self._all_finite(loss):
-                    loss.backward()
-                    if cfg.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-                    self.optimizer.step()
-                    for k, v in {"loss": loss, **logs}.items():
-                        v = v.detach() if isinstance(v, torch.Tensor) else v
-                        sums[k] = sums.get(k, 0.0) + v
-                elif cfg.on_nan == "stop":
-                    where = f" in {self.out_dir}" if self.out_dir else ""
-                    raise TrainingDiverged(
-                        f"loss became non-finite at step {self.step} (epoch {self.epoch + 1}); "
-                        f"the last good checkpoint{where} is kept; lower train.lr, "
-                        "set train.grad_clip, or set train.on_nan=skip"
-                    )
-                else:
-                    skipped += 1
-                self.step += 1
-                self.step_in_epoch = i + 1
-                if show and (i % 25 == 0 or i == steps_per_epoch - 1):
-                    bar.set_postfix(loss=f"{_as_float(loss):.4g}", refresh=False)
-                bar.update(1)
-                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and i + 1 < steps_per_epoch:
-                    self._partial = {k: _as_float(v) for k, v in sums.items()}
-                    self._partial["skipped"] = float(skipped)
-                    self.checkpoint()
-            bar.close()
-            seconds = time.perf_counter() - t0
-            train_logs = self._reduce(sums, float(steps_per_epoch - skipped))
-            val = self.validate(data)
-            row: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.step}
-            if self.tag:
-                row["phase"] = self.tag
-            row["lr"] = lr_at(cfg, max(0, self.step - 1), total_steps)
-            row.update({f"train_{k}": v for k, v in train_logs.items()})
-            row.update({f"val_{k}": v for k, v in val.items()})
-            if skipped:
-                row["skipped_batches"] = skipped
-            row["seconds"] = seconds
-            row["images_per_s"] = (steps_per_epoch - first) * cfg.batch_size / max(seconds, 1e-9)
-            self.history.append(row)
-            self.epoch += 1
-            self.step_in_epoch = 0
-            self._partial = {}
-            improved = val.get("loss", math.inf) < self.best_val
-            if improved:
-                self.best_val = val["loss"]
-            if self.rank == 0:
-                if show:
-                    shown = ", ".join(
-                        f"{k} {v:.4g}" for k, v in row.items() if k.startswith("val_")
-                    )
-                    print(
-                        f"{self.tag + ' ' if self.tag else ''}epoch {row['epoch']}/{cfg.epochs}: "
-                        f"train_loss {train_logs.get('loss', float('nan')):.4g}, {shown}",
-                        file=sys.stderr,
-                    )
-                if self.out_dir is not None:
-                    write_metrics(self.out_dir / "metrics.csv", self.history)
-                    self._log_tensorboard(row)
-                    if improved:
-                        save_model(self.out_dir / BEST, model, self.metadata)
-            self.checkpoint()
-        if self._tb:
-            self._tb.close()
-        if self.out_dir is not None and not (self.out_dir / MODEL).exists():
-            self.checkpoint()
+        while self.epoch < self.cfg.epochs:
+            epoch = self._train_epoch(plan)
+            val = self._finish_epoch(plan, data, epoch)
+        self._end()
         return FitResult(
             steps=self.step,
             epochs=self.epoch,
@@ -508,6 +377,146 @@ class Trainer:
             history=self.history,
             seconds=time.perf_counter() - t_start,
         )
+
+    # ------------------------------------------------------------------ fit's steps
+
+    def _start(self, data: Dataset, resume: bool) -> _Plan:
+        """Check the batch, prepare the directory, resume or seed, and place the data and
+        the loss (compiled, DDP-wrapped) where training runs."""
+        cfg = self.cfg
+        n = len(data.train)
+        check_batch_size(cfg.batch_size, n, self.world)
+        if self.out_dir is not None:
+            if self.rank == 0:
+                ensure_dir(self.out_dir)
+            barrier()
+        self.log = RunLog(self.out_dir, show=self.progress and self.rank == 0, write=self.rank == 0)
+        if self.out_dir is not None:
+            self.history = [dict(r) for r in self.log.history()]
+        if resume:
+            self._resume()
+        else:
+            # ranks draw different noise (input corruption, VAE samples) from different streams
+            seed_everything(cfg.seed + 1_000_003 * self.rank)
+        loss_fn = torch.compile(self.loss_fn) if cfg.compile else self.loss_fn
+        if self.world > 1:
+            loss_fn = DistributedDataParallel(
+                _LossModule(self.model, loss_fn),
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self._partial_params,
+            )
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        steps_per_epoch = num_batches(n, cfg.batch_size)
+        return _Plan(
+            n=n,
+            steps_per_epoch=steps_per_epoch,
+            total_steps=steps_per_epoch * cfg.epochs,
+            train_x=data.train.x.to(self.device),
+            train_y=data.train.y.to(self.device),
+            loss_fn=loss_fn,
+        )
+
+    def _train_epoch(self, plan: _Plan) -> _Epoch:
+        """The optimiser steps of one epoch, from ``step_in_epoch`` (mid-epoch after a resume)."""
+        cfg = self.cfg
+        self.model.train()
+        batches = epoch_batches(
+            plan.n, cfg.batch_size, cfg.seed, self.epoch, True, self.rank, self.world
+        )
+        sums: dict[str, torch.Tensor | float] = dict(self._partial)
+        epoch = _Epoch(sums=sums, skipped=int(sums.pop("skipped", 0)), first=self.step_in_epoch)
+        t0 = time.perf_counter()
+        bar = tqdm(
+            total=plan.steps_per_epoch,
+            initial=self.step_in_epoch,
+            desc=f"{self.tag + ' ' if self.tag else ''}epoch {self.epoch + 1}/{cfg.epochs}",
+            disable=not self.log.show,
+            leave=False,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+        for i in range(self.step_in_epoch, plan.steps_per_epoch):
+            loss = self._train_step(plan, batches[i], epoch)
+            self.step += 1
+            self.step_in_epoch = i + 1
+            if self.log.show and (i % 25 == 0 or i == plan.steps_per_epoch - 1):
+                bar.set_postfix(loss=f"{_as_float(loss):.4g}", refresh=False)
+            bar.update(1)
+            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and i + 1 < plan.steps_per_epoch:
+                self._partial = {k: _as_float(v) for k, v in epoch.sums.items()}
+                self._partial["skipped"] = float(epoch.skipped)
+                self.checkpoint()
+        bar.close()
+        epoch.seconds = time.perf_counter() - t0
+        return epoch
+
+    def _train_step(self, plan: _Plan, idx: torch.Tensor, epoch: _Epoch) -> torch.Tensor:
+        """One batch: learning rate, forward, the non-finite-loss policy, backward, update."""
+        cfg = self.cfg
+        idx = idx.to(self.device)
+        x = to_float(plan.train_x[idx])
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        lr = lr_at(cfg, self.step, plan.total_steps)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        with autocast(cfg.amp, self.device.type):
+            loss, logs = plan.loss_fn(Batch(x, plan.train_y[idx]))
+        self.optimizer.zero_grad(set_to_none=True)
+        if self._all_finite(loss):
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+            self.optimizer.step()
+            for k, v in {"loss": loss, **logs}.items():
+                v = v.detach() if isinstance(v, torch.Tensor) else v
+                epoch.sums[k] = epoch.sums.get(k, 0.0) + v
+        elif cfg.on_nan == "stop":
+            where = f" in {self.out_dir}" if self.out_dir else ""
+            raise TrainingDiverged(
+                f"loss became non-finite at step {self.step} (epoch {self.epoch + 1}); "
+                f"the last good checkpoint{where} is kept; lower train.lr, "
+                "set train.grad_clip, or set train.on_nan=skip"
+            )
+        else:
+            epoch.skipped += 1
+        return loss
+
+    def _finish_epoch(self, plan: _Plan, data: Dataset, epoch: _Epoch) -> dict[str, float]:
+        """Validate, add the epoch's row to the log, keep the best weights, checkpoint."""
+        cfg = self.cfg
+        train_logs = self._reduce(epoch.sums, float(plan.steps_per_epoch - epoch.skipped))
+        val = self.validate(data)
+        row: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.step}
+        if self.tag:
+            row["phase"] = self.tag
+        row["lr"] = lr_at(cfg, max(0, self.step - 1), plan.total_steps)
+        row.update({f"train_{k}": v for k, v in train_logs.items()})
+        row.update({f"val_{k}": v for k, v in val.items()})
+        if epoch.skipped:
+            row["skipped_batches"] = epoch.skipped
+        row["seconds"] = epoch.seconds
+        images = (plan.steps_per_epoch - epoch.first) * cfg.batch_size
+        row["images_per_s"] = images / max(epoch.seconds, 1e-9)
+        self.history.append(row)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self._partial = {}
+        improved = val.get("loss", math.inf) < self.best_val
+        if improved:
+            self.best_val = val["loss"]
+        if self.rank == 0:
+            self.log.epoch(row, self.history, cfg.epochs, self.step)
+            if self.out_dir is not None and improved:
+                save_model(self.out_dir / BEST, self.model, self.metadata)
+        self.checkpoint()
+        return val
+
+    def _end(self) -> None:
+        self.log.close()
+        if self.out_dir is not None and not (self.out_dir / MODEL).exists():
+            self.checkpoint()
 
     def validate(self, data: Dataset) -> dict[str, float]:
         """Validation loss and logs, each rank on its share, reduced across ranks."""
