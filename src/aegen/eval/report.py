@@ -274,8 +274,12 @@ def _info_rows(runs: list[RunSummary]) -> list[tuple[str, list[str]]]:
 # --------------------------------------------------------------------------- HTML
 
 
-def _data_uri(png: bytes) -> str:
+def data_uri(png: bytes) -> str:
+    """A PNG as a ``data:`` URL, so a page holds its pictures and fetches nothing."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+_data_uri = data_uri
 
 
 def _loss_pictures(run: RunSummary, tmp: Path, index: int) -> list[tuple[str, bytes]]:
