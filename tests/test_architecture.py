@@ -56,15 +56,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("aegen.cli", "aegen.__main__", "aegen"),  # 6: the entry points and the public API
 ]
 
-# Modules whose old imports are kept while they are rewritten elsewhere, and why.
-# Each entry names (importer, imported); remove it when the importer is fixed.
-ALLOWED = {
-    # the tour is being rewritten as a package (issue 19); its new parts import
-    # viz.latent_scatter and eval.report.data_uri
-    ("aegen.pipelines.tour", "aegen.commands.demo"),
-    ("aegen.pipelines.tour", "aegen.eval.report._data_uri"),
-    ("aegen.pipelines.tour", "aegen"),
-}
+# (importer, imported) pairs allowed against the layers; none today.
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def layer_of(module: str) -> int:

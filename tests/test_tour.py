@@ -12,7 +12,7 @@ import time
 
 from conftest import assert_user_error, run_cli_subprocess
 
-from aegen.pipelines.tour import PARTS
+from aegen.pipelines.tour import CLAIMS, PARTS, evaluate_claims, tour_claims
 
 
 def _tour_argv(out):
@@ -89,3 +89,103 @@ def test_tour_refuses_a_directory_of_another_tour_or_data(tmp_path):
         run_cli_subprocess(*_tour_argv(tmp_path / "n"), "--parts", "primer,nope"), "nope"
     )
     assert not (tmp_path / "n").exists()
+
+
+def test_the_claims_table_follows_the_recorded_numbers(tmp_path):
+    """Re-run over a finished tour whose recorded numbers were changed: the marks follow them."""
+    out = tmp_path / "tour"
+    env = {"AEGEN_CACHE": str(tmp_path / "cache")}
+    r = run_cli_subprocess(*_tour_argv(out), env=env, timeout=900)
+    assert r.code == 0, r.err
+    state = json.loads((out / "tour.json").read_text())
+    judged = {c["key"]: c["holds"] for c in state["claims"]}
+    assert set(judged) == {s.key for s in CLAIMS}  # every claim, none left unmeasured
+    assert all(isinstance(v, bool) for v in judged.values()), judged
+    assert [c.to_json() for c in tour_claims(state)] == state["claims"]
+
+    def marks() -> dict[str, str]:
+        page = (out / "report.html").read_text()
+        rows = re.findall(r'<tr id="claim-([a-z_]+)"><td class="mark (\w+)"', page)
+        return dict(rows)
+
+    assert marks() == {k: ("holds" if v else "fails") for k, v in judged.items()}
+    ae = state["parts"]["autoencoders"]["metrics"]
+    # make the conv AE 1 dB better, then 1 dB worse, than the MLP AE: the mark must follow
+    for delta, want in ((1.0, "holds"), (-1.0, "fails")):
+        ae["conv_psnr"] = ae["mlp_psnr"] + delta
+        (out / "tour.json").write_text(json.dumps(state))
+        r = run_cli_subprocess(*_tour_argv(out), env=env, timeout=300)
+        assert r.code == 0, r.err
+        assert marks()["conv_beats_mlp"] == want
+        assert f"conv {ae['conv_psnr']:.2f} dB" in (out / "report.html").read_text()
+
+
+def _numbers_where_every_claim_holds() -> dict[str, dict[str, float]]:
+    return {
+        "autoencoders": {
+            "pca_psnr": 19.0, "mlp_psnr": 20.0, "conv_psnr": 21.0, "phased_psnr": 20.1,
+            "code_dim": 32, "plane_ratio": 1.001, "gaussian_dae_psnr": 18.0,
+            "gaussian_plain_psnr": 14.0, "dropout_dae_psnr": 17.0, "dropout_plain_psnr": 12.0,
+        },
+        "classification": {
+            "few_fraction": 0.01, "few_ae": 0.75, "few_scratch": 0.70,
+            "more_fraction": 0.2, "more_ae": 0.86, "more_scratch": 0.85,
+        },
+        "primer": {
+            "inverse_cdf_tv": 0.011, "inverse_cdf_tv_exact": 0.012, "inverse_cdf_n": 2e5,
+            "corr_photo": 0.9, "corr_iid": 0.001, "kl_cat": 0.0253, "kl_gauss": 0.4431,
+            "kl_worst_z": 1.2,
+        },
+        "vae": {
+            "sample_sharpness": 0.3, "recon_sharpness": 0.4, "interp_conf_ends": 0.9,
+            "interp_conf_mid": 0.6, "fid": 100.0,
+        },
+        "vqvae": {
+            "recon_sharpness": 0.7, "codes_used": 250, "num_codes": 256, "unigram_bits": 7.4,
+            "bits_transformer": 4.5, "bits_pixelcnn": 4.7, "bits_pixelrnn": 4.6,
+            "fid_transformer": 40.0, "fid_pixelcnn": 50.0, "fid_pixelrnn": 45.0,
+        },
+    }  # fmt: skip
+
+
+# one number per claim that, moved this way, makes exactly that claim fail
+BREAKS = {
+    "ae_beats_pca": ("autoencoders", "pca_psnr", 20.5),
+    "plane": ("autoencoders", "plane_ratio", 1.2),
+    "conv_beats_mlp": ("autoencoders", "conv_psnr", 19.5),
+    "denoising_gaussian": ("autoencoders", "gaussian_dae_psnr", 13.0),
+    "denoising_dropout": ("autoencoders", "dropout_dae_psnr", 11.0),
+    "phased": ("autoencoders", "phased_psnr", 19.9),
+    "semisup_few": ("classification", "few_ae", 0.69),
+    "semisup_more": ("classification", "more_ae", 0.84),
+    "inverse_cdf": ("primer", "inverse_cdf_tv", 0.05),
+    "histogram_loses_picture": ("primer", "corr_iid", 0.4),
+    "kl": ("primer", "kl_worst_z", 6.0),
+    "vae_blurry": ("vae", "sample_sharpness", 1.3),
+    "vae_hybrids": ("vae", "interp_conf_mid", 0.95),
+    "vq_sharper": ("vqvae", "recon_sharpness", 0.3),
+    "priors_beat_unigram": ("vqvae", "bits_pixelcnn", 7.5),
+    "codebook_used": ("vqvae", "codes_used", 100),
+    "vq_beats_vae": ("vqvae", "fid_pixelrnn", 120.0),
+}
+
+
+def test_each_claim_is_judged_on_its_own_numbers():
+    base = _numbers_where_every_claim_holds()
+    assert all(c.holds for c in evaluate_claims(base))
+    assert set(BREAKS) == {s.key for s in CLAIMS}
+    for key, (part, name, value) in BREAKS.items():
+        numbers = json.loads(json.dumps(base))
+        numbers[part][name] = value
+        judged = {c.key: c.holds for c in evaluate_claims(numbers)}
+        assert judged[key] is False, key
+        assert all(v for k, v in judged.items() if k != key), (key, judged)
+
+
+def test_a_claim_whose_part_did_not_run_is_not_measured():
+    numbers = _numbers_where_every_claim_holds()
+    del numbers["vae"]
+    judged = {c.key: c for c in evaluate_claims(numbers)}
+    for key in ("vae_blurry", "vae_hybrids", "vq_sharper", "vq_beats_vae"):
+        assert judged[key].holds is None and "vae" in judged[key].evidence
+    assert judged["priors_beat_unigram"].holds is True

@@ -16,7 +16,13 @@ from .data.datasets import Dataset, Split
 from .registry import build
 from .train import Trainer, seed_everything
 
-__all__ = ["make_plane_data", "pca_reconstruction_mse", "plane_figure", "run_plane_demo"]
+__all__ = [
+    "make_plane_data",
+    "pca_basis",
+    "pca_reconstruction_mse",
+    "plane_figure",
+    "run_plane_demo",
+]
 
 
 def make_plane_data(n: int = 3000, noise: float = 0.05, seed: int = 0) -> Dataset:
@@ -47,14 +53,18 @@ def make_plane_data(n: int = 3000, noise: float = 0.05, seed: int = 0) -> Datase
     )
 
 
+def pca_basis(train: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean (D,) and the top-k principal directions (D, k) of rows ``train`` (N, D)."""
+    mean = train.double().mean(0)
+    _, _, vt = torch.linalg.svd(train.double() - mean, full_matrices=False)
+    return mean.to(train.dtype), vt[:k].T.to(train.dtype)
+
+
 def pca_reconstruction_mse(train: torch.Tensor, test: torch.Tensor, k: int) -> float:
     """Mean squared error per coordinate of projecting ``test`` onto ``train``'s top-k PCs."""
-    train, test = train.double(), test.double()
-    mean = train.mean(0)
-    _, _, vt = torch.linalg.svd(train - mean, full_matrices=False)
-    p = vt[:k]  # (k, D)
-    recon = (test - mean) @ p.T @ p + mean
-    return float((recon - test).pow(2).mean())
+    mean, basis = pca_basis(train.double(), k)
+    recon = (test.double() - mean) @ basis @ basis.T + mean
+    return float((recon - test.double()).pow(2).mean())
 
 
 def plane_figure(path: str | Path, points: torch.Tensor, recon: torch.Tensor, model) -> Path:

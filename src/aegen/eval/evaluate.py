@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .. import prior_runs
 from ..checkpoint import load, load_config
-from ..data.datasets import Dataset
+from ..data.datasets import Dataset, Split
 from ..data.loader import to_float
 from ..errors import UserError
 from ..models.abilities import Reconstructs, Samples, ScoresLikelihood
@@ -129,6 +129,25 @@ def sampler_for_run(
             return lambda n, g: model.sample(n, generator=g)
         return lambda n, g: model.sample(n, generator=g, temperature=options.temperature)
     return None
+
+
+class ReconstructionSampler:
+    """Draws ``model``'s reconstructions of ``split``'s images, each image once, in an order
+    drawn from the generator. Scored like samples, they are the ceiling of a two-stage
+    generator: a VQ-VAE decoding the codes a perfect prior would draw."""
+
+    def __init__(self, model: torch.nn.Module, split: Split):
+        self.model, self.split = model, split
+        self.order: torch.Tensor | None = None
+        self.next = 0
+
+    def __call__(self, n: int, g: torch.Generator) -> torch.Tensor:
+        if self.order is None:
+            self.order = torch.randperm(len(self.split), generator=g)
+        idx = self.order[torch.arange(self.next, self.next + n) % len(self.split)]
+        self.next += n
+        with torch.no_grad():
+            return self.model.reconstruct(to_float(self.split.x[idx]))
 
 
 @torch.no_grad()

@@ -192,8 +192,10 @@ def kernel_distance(
 ) -> tuple[float, float]:
     """KID: mean and spread of the unbiased MMD² with the cubic polynomial kernel over subsets.
 
-    Kernel ``(f·g / F + 1)³``; ``subsets`` random subsets of ``min(subset_size, N, M)``
-    vectors on each side, drawn from a generator seeded with ``seed`` (torchmetrics
+    Kernel ``(f·g / F + 1)³``; ``subsets`` random subsets of ``min(subset_size, N // 2, M // 2)``
+    vectors on each side (at most half of each set, so that the subsets differ and the
+    spread says something; a subset as large as its set is that set every time and its
+    spread is rounding noise), drawn from a generator seeded with ``seed`` (torchmetrics
     draws them from the global RNG, which is saved and restored around it). Unlike
     FID it is unbiased, so it can be compared across sample counts and can be
     slightly negative for equal distributions.
@@ -201,7 +203,7 @@ def kernel_distance(
     from torchmetrics.image.kid import KernelInceptionDistance
 
     _check_features(real, fake)
-    size = min(subset_size, real.shape[0], fake.shape[0])
+    size = max(2, min(subset_size, real.shape[0] // 2, fake.shape[0] // 2))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         metric = KernelInceptionDistance(

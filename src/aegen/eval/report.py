@@ -283,9 +283,6 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-_data_uri = data_uri  # the old private name, until the tour imports data_uri
-
-
 def _loss_pictures(run: RunSummary, tmp: Path, index: int) -> list[tuple[str, bytes]]:
     """Loss curves drawn from metrics.csv: the total loss, and the other logged terms."""
     rows = run.history

@@ -195,6 +195,10 @@ class AEConvConfig:
     channels: tuple[int, ...] = bounded((32, 64), ge=1, length=2)  # width at 14×14 and at 7×7
     code_dim: int = bounded(32, ge=1)
     activation: Activation = "relu"
+    # a 3×3 convolution at 28×28 before the first downsampling and after the last upsampling;
+    # without them the first and last layers are the strided ones (about half the time a step)
+    full_res_layers: bool = True
+    norm: Literal["none", "batch"] = "none"  # batch norm after every hidden convolution
     recon_loss: Literal["mse", "bce"] = "bce"  # bce on logits: no sigmoid saturation trap
     noise: Noise = "none"
     noise_level: float = bounded(0.3, ge=0)
@@ -216,20 +220,29 @@ class AEConv(Autoencoder):
         super().__init__(config)
         c1, c2 = config.channels
         act = config.activation
+
+        def block(conv: nn.Module) -> list[nn.Module]:  # conv → (batch norm) → activation
+            norm = [nn.BatchNorm2d(conv.out_channels)] if config.norm == "batch" else []
+            return [conv, *norm, activation(act)]
+
+        if config.full_res_layers:
+            stem = [*block(nn.Conv2d(1, c1, 3, padding=1)), *block(nn.Conv2d(c1, c1, 4, 2, 1))]
+            head = [*block(nn.ConvTranspose2d(c1, c1, 4, 2, 1)), nn.Conv2d(c1, 1, 3, padding=1)]
+        else:
+            stem = block(nn.Conv2d(1, c1, 4, stride=2, padding=1))
+            head = [nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1)]
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), activation(act),  # (B, c1, 28, 28)
-            nn.Conv2d(c1, c1, 4, stride=2, padding=1), activation(act),  # (B, c1, 14, 14)
-            nn.Conv2d(c1, c2, 3, padding=1), activation(act),
-            nn.Conv2d(c2, c2, 4, stride=2, padding=1), activation(act),  # (B, c2, 7, 7)
+            *stem,  # (B, c1, 14, 14)
+            *block(nn.Conv2d(c1, c2, 3, padding=1)),
+            *block(nn.Conv2d(c2, c2, 4, stride=2, padding=1)),  # (B, c2, 7, 7)
             nn.Conv2d(c2, config.code_dim, 7),  # (B, code, 1, 1)
-        )  # fmt: skip
+        )
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(config.code_dim, c2, 7), activation(act),  # (B, c2, 7, 7)
-            nn.ConvTranspose2d(c2, c2, 4, stride=2, padding=1), activation(act),  # (B, c2, 14, 14)
-            nn.Conv2d(c2, c1, 3, padding=1), activation(act),
-            nn.ConvTranspose2d(c1, c1, 4, stride=2, padding=1), activation(act),  # (B, c1, 28, 28)
-            nn.Conv2d(c1, 1, 3, padding=1),  # logits (B, 1, 28, 28)
-        )  # fmt: skip
+            *block(nn.ConvTranspose2d(config.code_dim, c2, 7)),  # (B, c2, 7, 7)
+            *block(nn.ConvTranspose2d(c2, c2, 4, stride=2, padding=1)),  # (B, c2, 14, 14)
+            *block(nn.Conv2d(c2, c1, 3, padding=1)),
+            *head,  # logits (B, 1, 28, 28)
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x).flatten(1)  # (B, code_dim)

@@ -233,6 +233,9 @@ def _sampled_pmf(out: Path, pmf: torch.Tensor, n: int, seed: int) -> dict[str, A
         "seed": section_seed(seed, "sampled_pmf"),
         "n": n,
         "total_variation": tv,
+        # what any exact sampler shows with n draws: E|p̂ − p| = sqrt(2p(1 − p)/(πn)) per level
+        # (normal approximation), halved and summed
+        "expected_total_variation": float((pmf * (1 - pmf) / (2 * math.pi * n)).sqrt().sum()),
         "max_abs_error": float((est - pmf).abs().max()),
     }
 

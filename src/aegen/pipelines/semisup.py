@@ -37,14 +37,14 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..checkpoint import CONFIG, TRAIN_STATE, load, load_config
+from ..checkpoint import CONFIG, MODEL, TRAIN_STATE, load, load_config, weights_hash
 from ..classify import (
     ClassifyConfig,
     FeatureSet,
@@ -352,11 +352,17 @@ def run_semisup(
     columns: Sequence[Column] = COLUMNS,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    pretrained: Mapping[str, str | Path] | None = None,
+    first_seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Run (or resume) the grid into ``out_dir``; return all result rows.
 
     ``base`` holds the classifier budget every cell shares (epochs, min_steps, …);
     each cell sets mode, head, labels and seed, and the model's speed switches.
+    ``pretrained`` maps a model name to a finished AE run directory to use as that
+    model's encoder instead of training one (the tour reuses its Part I conv AE);
+    its weights' hash goes into grid.json in place of the recipe. The seeds are
+    ``first_seed … first_seed + seeds - 1``.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     base = base or ClassifyConfig()
@@ -376,8 +382,11 @@ def run_semisup(
             raise UserError(
                 f"label fraction {f:g} leaves no image per class; use at least {data.num_classes / len(data.train):.2g}"
             )
+    given = {m: Path(p) for m, p in (pretrained or {}).items()}
     out = ensure_dir(out_dir)
     settings = _settings(data, recipes, base)
+    for m, p in given.items():
+        settings["models"][m] = {"pretrained": weights_hash(p / MODEL)}
     results_path, confusion_path = out / "results.csv", out / "confusion.json"
     with RunLock(out):
         _check_settings(out / "grid.json", settings)
@@ -390,7 +399,7 @@ def run_semisup(
         # seed-major order: a grid stopped part-way holds whole seeds, every fraction of them
         cells = [
             (m, c, f, s)
-            for s in range(seeds)
+            for s in range(first_seed, first_seed + seeds)
             for m in models
             for f in sorted(fractions)
             for c in columns
@@ -403,7 +412,10 @@ def run_semisup(
             recipe = recipes[m]
             if m not in encoders:
                 t0 = time.perf_counter()
-                encoders[m] = _train_encoder(out / m, recipe, data, progress)
+                if m in given:
+                    encoders[m] = load(given[m]).eval()
+                else:
+                    encoders[m] = _train_encoder(out / m, recipe, data, progress)
                 log(f"semisup: {m} autoencoder ready ({time.perf_counter() - t0:.0f} s)")
             if col.mode == "probe" and m not in features:
                 features[m] = encode_features(encoders[m], data, recipe.amp)

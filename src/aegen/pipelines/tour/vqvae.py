@@ -1,0 +1,157 @@
+"""Part II's VQ-VAE and its image generation, stage by stage: train the VQ-VAE, encode the
+data to 7×7 grids of code indices, fit PixelCNN, PixelRNN and transformer priors to
+the grids, then sample grids and decode them — scored beside the VAE of the previous part
+and beside the ceiling a perfect prior would reach (the VQ-VAE's own reconstructions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ...checkpoint import CONFIG, TRAIN_STATE, load
+from ...data.loader import to_float
+from ...eval.evaluate import ReconstructionSampler
+from ...eval.metrics import METRICS_JSON, read_metrics_json
+from ...eval.vae import SHARPNESS_IMAGES, laplacian_variance
+from ...files import ensure_dir
+from ...runs import discard_unfinished
+from ..vq_prior import generate, load_codes, run_pipeline, train_prior
+from .context import PartResult, Tour
+
+KEY = "vqvae"
+TITLE = "Part II · VQ-VAE and image generation"
+INTRO = (
+    "VQ (vector quantized)-VAE: the encoder's 7×7 grid of D-vectors is snapped to the nearest of K "
+    "codebook vectors. Stage 1 trains the VQ-VAE; stage 2 encodes every image into a grid of integers; "
+    "stage 3 trains a prior (PixelCNN, PixelRNN, transformer) to predict code indices one by one; "
+    "stage 4 samples a grid from the prior and decodes it into a new image."
+)
+PRIORS = ("transformer", "pixelcnn", "pixelrnn")
+
+
+@dataclass(frozen=True)
+class VQBudget:
+    vqvae_epochs: int
+    prior_epochs: int
+    minutes: float
+
+
+BUDGETS = {
+    "tiny": VQBudget(vqvae_epochs=1, prior_epochs=1, minutes=0.5),
+    "quick": VQBudget(vqvae_epochs=3, prior_epochs=1, minutes=4.0),
+    "full": VQBudget(vqvae_epochs=10, prior_epochs=8, minutes=25.0),
+}
+
+
+def _train_prior(t: Tour, d: Path, name: str, codes, epochs: int) -> Path:
+    """A second or third prior on the pipeline's codes (resumed or reused when it is there)."""
+    pdir = d / f"prior-{name}"
+    if (pdir / METRICS_JSON).is_file() and "prior" in read_metrics_json(pdir):
+        return pdir
+    resume = (pdir / CONFIG).is_file() and (pdir / TRAIN_STATE).is_file()
+    if pdir.exists() and not resume:
+        discard_unfinished(pdir)
+    t.log(f"  {name} prior: {'resuming' if resume else 'training'} on the same codes")
+    if resume:
+        train_prior(d / "codes", name, pdir, resume=True, progress=t.progress, codes=codes)
+    else:
+        train_prior(
+            d / "codes", name, pdir, progress=t.progress, codes=codes, epochs=epochs, seed=t.seed
+        )
+    return pdir
+
+
+def run(t: Tour, d: Path) -> PartResult:
+    b, r = BUDGETS[t.budget.name], PartResult()
+    data = t.data()
+    t.log("  VQ-VAE and the transformer prior: the four stages")
+    run_pipeline(
+        d,
+        prior="transformer",
+        data=t.data_name,
+        data_dir=t.data_dir,
+        limit=t.budget.limit,
+        vqvae_epochs=b.vqvae_epochs,
+        prior_epochs=b.prior_epochs,
+        seed=t.seed,
+        progress=t.progress,
+    )
+    vq_dir = d / "vqvae"
+    vq = load(vq_dir).eval()
+    rec = t.evaluate(vq_dir, ("reconstruction",))["reconstruction"]
+    codes = load_codes(d / "codes")
+    meta = codes.meta
+    m = r.metrics
+    m.update(codes_used=meta["test_codes_used"], num_codes=codes.num_codes, psnr=rec["psnr"])
+    r.numbers.append(("VQ-VAE test PSNR / SSIM", f"{rec['psnr']:.2f} dB / {rec['ssim']:.4f}"))
+    r.numbers.append(
+        (
+            "codes used on the test set; perplexity",
+            f"{meta['test_codes_used']} of {codes.num_codes}; {meta['test_perplexity']:.1f}",
+        )
+    )
+    s = min(len(data.test), SHARPNESS_IMAGES)
+    x = to_float(data.test.x[:s])
+    with torch.no_grad():
+        sharp = laplacian_variance(vq.reconstruct(x)).mean() / laplacian_variance(x).mean()
+    m["recon_sharpness"] = float(sharp)
+    r.numbers.append(
+        ("sharpness of reconstructions / of test images", f"{m['recon_sharpness']:.2f}")
+    )
+
+    # the ceiling: what a prior that drew the test set's own codes would score
+    ceiling = t.evaluate(
+        vq_dir, ("samples",), sampler=ReconstructionSampler(vq, data.test), section="ceiling"
+    )["ceiling"]
+    m["fid_ceiling"] = ceiling["fid"]
+    r.numbers.append(
+        (
+            "ceiling: the VQ-VAE's own test reconstructions, FID / precision / recall",
+            f"{ceiling['fid']:.2f} / {ceiling['precision']:.3f} / {ceiling['recall']:.3f}",
+        )
+    )
+    priors = {"transformer": d / "prior"}
+    priors.update({n: _train_prior(t, d, n, codes, b.prior_epochs) for n in PRIORS[1:]})
+    for name, pdir in priors.items():
+        png = pdir / "samples" / "samples.png"
+        if name != "transformer" and not png.is_file():
+            ensure_dir(png.parent)
+            generate(pdir, vq_dir, 100, png, seed=t.seed)
+        sc = t.evaluate(pdir, ("samples",), vqvae_dir=str(vq_dir))
+        p, sm = sc["prior"], sc["samples"]
+        m[f"bits_{name}"] = p["test_nll_bits"]
+        m["unigram_bits"] = p["test_unigram_entropy_bits"]
+        m[f"fid_{name}"] = sm["fid"]
+        r.numbers.append(
+            (
+                f"{name}: test NLL, bits per code (unigram entropy {p['test_unigram_entropy_bits']:.3f})",
+                f"{p['test_nll_bits']:.3f}",
+            )
+        )
+        r.numbers.append(
+            (
+                f"{name}: FID / precision / recall ({sm['n_samples']} samples)",
+                f"{sm['fid']:.2f} / {sm['precision']:.3f} / {sm['recall']:.3f}",
+            )
+        )
+        r.runs.append(t.rel(pdir))
+    r.figures.append(
+        (
+            t.rel(vq_dir / "samples" / "reconstructions.png"),
+            "Stage 1: test images (odd rows) through the VQ-VAE (even rows), each rebuilt from a 7×7 "
+            f"grid of codebook indices: {m['psnr']:.2f} dB, sharpness {m['recon_sharpness']:.2f} × the data's.",
+        )
+    )
+    samples = {"transformer": d / "samples" / "samples.png"}
+    samples.update({n: priors[n] / "samples" / "samples.png" for n in PRIORS[1:]})
+    for name, png in samples.items():
+        r.figures.append(
+            (
+                t.rel(png),
+                f"Stages 3–4: code grids drawn from the {name} prior (one class per row) and decoded: "
+                f"FID {m[f'fid_{name}']:.1f} (a perfect prior: {m['fid_ceiling']:.1f}).",
+            )
+        )
+    return r
