@@ -231,9 +231,11 @@ class Browser:
         self.requests, self.failed, self.console, self.errors = [], [], [], []
 
     def goto(self, url: str) -> None:
-        """Load ``url`` (http:// or file://) and wait for its load event."""
-        self.pipe.send("Page.navigate", {"url": url}, session=self.session)
-        self.pipe.wait_event("Page.loadEventFired", timeout=self.timeout)
+        """Load ``url`` (http:// or file://) and wait for its load event (none comes when only
+        the #fragment changes: the page itself then sees a hashchange)."""
+        answer = self.pipe.call("Page.navigate", {"url": url}, self.session, self.timeout)
+        if "loaderId" in answer:  # a new document; a change of #fragment only loads nothing
+            self.pipe.wait_event("Page.loadEventFired", timeout=self.timeout)
         self._record()
 
     def evaluate(self, expression: str, raise_errors: bool = True) -> Any:

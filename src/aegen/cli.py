@@ -42,6 +42,7 @@ COMMANDS = [
     "sample",
     "interpolate",
     "sweep-beta",
+    "explore",
 ]
 
 

@@ -124,12 +124,11 @@ def pixels(image: torch.Tensor | np.ndarray) -> str:
     The page draws these bytes straight into a canvas; base64 is a third the size
     of a JSON list of numbers and decodes in one call in the browser.
     """
-    a = image.detach().float().cpu().numpy() if isinstance(image, torch.Tensor) else image
-    a = np.asarray(a)
+    a = np.asarray(image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else image)
     if a.ndim == 3:
         a = a[0]
     if a.dtype != np.uint8:
-        a = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+        a = np.clip(np.rint(a.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
     return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
 
 

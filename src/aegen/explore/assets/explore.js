@@ -17,6 +17,12 @@
       if (k === "class") node.className = v;
       else if (k === "text") node.textContent = v;
       else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else if (k === "style") {  // through the CSSOM: the CSP refuses style attributes
+        for (const decl of v.split(";")) {
+          const at = decl.indexOf(":");
+          if (at > 0) node.style.setProperty(decl.slice(0, at).trim(), decl.slice(at + 1).trim());
+        }
+      }
       else node.setAttribute(k, v);
     }
     for (const c of children) node.append(c);
@@ -53,6 +59,12 @@
   }
 
   function fail(err) { say(String(err.message || err), true); }
+
+  // an action of several requests in a row counts as in flight from its start to its end
+  function track(fn) {
+    inFlight += 1;
+    return Promise.resolve().then(fn).catch(fail).finally(() => { inFlight -= 1; settle(); });
+  }
 
   // run fn with the latest arguments only, one call at a time: a mouse that moves
   // faster than the server answers skips the points in between, never queues them
@@ -120,11 +132,12 @@
     const map = el("canvas", {id: "map", width: W, height: H, class: "map"});
     const decoded = grayCanvas("decoded", "big");
     const zText = el("div", {class: "mono", id: "ztext"});
-    const aImg = grayCanvas("pick-a"), aRec = grayCanvas("pick-a-recon");
-    const bImg = grayCanvas("pick-b");
+    const aImg = grayCanvas("pick-a", "small"), aRec = grayCanvas("pick-a-recon", "small");
+    const bImg = grayCanvas("pick-b", "small");
     const aText = el("div", {class: "mono"}), bText = el("div", {class: "mono"});
     const sliders = el("div", {class: "sliders", id: "sliders"});
     const strip = el("canvas", {id: "strip", class: "strip", width: 9 * 28, height: 2 * 28});
+    strip.style.width = `${2 * 9 * 28}px`;
     const scrub = el("input", {type: "range", id: "scrub", min: 0, max: 8, value: 0});
     const kind = el("select", {id: "path-kind"},
       el("option", {value: "linear", text: "linear"}), el("option", {value: "spherical", text: "spherical"}));
@@ -298,7 +311,7 @@
       down = null;
       if (moved > 3) return;
       const i = nearest(e.offsetX, e.offsetY);
-      if (i >= 0) pick(i, e.shiftKey ? "b" : "a").catch(fail);
+      if (i >= 0) track(() => pick(i, e.shiftKey ? "b" : "a"));
     });
     map.addEventListener("mouseleave", () => { st.hover = null; redraw(); });
     scrub.addEventListener("input", showStep);
@@ -306,15 +319,19 @@
 
     const what = info.projection === "latent" ? "the 2-D latent itself"
       : `the first two principal components of the ${info.dim}-D codes`;
-    const live = [
+    const picks = el("div", {class: "panel"},
       el("h3", {text: "Picked images (click a point: A, shift-click: B)"}),
       el("div", {class: "row"},
         el("div", {}, aImg, aText, el("div", {class: "note", text: "A"})),
         el("div", {}, aRec, el("div", {class: "note", text: "A decoded"})),
-        el("div", {}, bImg, bText, el("div", {class: "note", text: "B"}))),
+        el("div", {}, bImg, bText, el("div", {class: "note", text: "B"}))));
+    const path = el("div", {class: "panel"},
       el("h3", {text: "Path from A to B (top: linear, bottom: spherical)"}),
-      strip, el("div", {class: "controls"}, el("label", {text: "step "}, scrub), el("label", {text: "path "}, kind)),
-    ];
+      strip, el("div", {class: "controls"}, el("label", {text: "step "}, scrub), el("label", {text: "path "}, kind)));
+    const slidersPanel = el("div", {},
+      el("h3", {text: info.dim > info.sliders.length ?
+        `Latent sliders (the ${info.sliders.length} dimensions that vary most)` : "Latent sliders"}),
+      sliders);
     main.replaceChildren(
       el("h2", {text: info.title}),
       el("p", {class: "note", text: `The map shows the ${info.n} test images' codes in ${what}. ` +
@@ -323,12 +340,8 @@
         (info.vae ? " For a VAE the dashed ellipse is the picked image's posterior (2σ)." : "")}),
       el("div", {class: "row"},
         el("div", {class: "panel"}, map, legend(info.classes, info.labels)),
-        el("div", {class: "panel"}, el("h3", {text: "Decoded"}), decoded, zText,
-          ...(STATIC ? [] : live)),
-        STATIC ? "" : el("div", {class: "panel"},
-          el("h3", {text: info.dim > info.sliders.length ?
-            `Latent sliders (the ${info.sliders.length} dimensions that vary most)` : "Latent sliders"}),
-          sliders)),
+        el("div", {class: "panel"}, el("h3", {text: "Decoded"}), decoded, zText, STATIC ? "" : slidersPanel)),
+      STATIC ? "" : el("div", {class: "row"}, picks, path),
     );
     redraw();
     showZ();
@@ -464,9 +477,9 @@
     });
     index.addEventListener("change", () => {
       const i = Math.round(+index.value);
-      if (i >= 0 && i < n) load(i).catch(fail);
+      if (i >= 0 && i < n) track(() => load(i));
     });
-    const step = (d) => { index.value = (st.index + d + n) % n; load(+index.value).catch(fail); };
+    const step = (d) => { index.value = (st.index + d + n) % n; track(() => load(+index.value)); };
     const reset = () => {
       st.codes = st.orig.slice(); st.selected.clear(); drawPicture();
       if (!STATIC) decodeLive();
@@ -515,7 +528,7 @@
     const playBtn = el("button", {id: "play", text: "play"});
 
     function draw(s) {
-      st.state = s;
+      st.state = app.state = s;
       const ctx = grid.getContext("2d");
       ctx.fillStyle = "#000"; ctx.fillRect(0, 0, S, S);
       ctx.imageSmoothingEnabled = false;
@@ -539,7 +552,7 @@
           const thumb = el("canvas", {width: 28, height: 28});
           thumb.getContext("2d").drawImage(tiles[c.code], 0, 0);
           return el("div", {class: "candidate"}, thumb, el("span", {class: "mono", text: `code ${c.code}`}),
-            el("div", {class: "bar", style: `width:${Math.max(1, Math.round(140 * c.p))}px`}),
+            el("div", {class: "bar", style: `width:${Math.max(1, Math.round(140 * c.p / s.candidates[0].p))}px`}),
             el("span", {class: "mono", text: `${(100 * c.p).toFixed(1)}%`}));
         }));
     }
@@ -555,7 +568,7 @@
 
     // every action goes through one queue, so each click is exactly one request, in order
     function enqueue(fn) {
-      inFlight += 1;
+      inFlight += 1;  // counted from the click, not from when its turn comes
       st.queue = st.queue.then(fn).catch(fail).finally(() => { inFlight -= 1; settle(); });
       return st.queue;
     }
