@@ -639,3 +639,37 @@ def test_the_static_export_works_from_file_with_no_server(browser, pages, tmp_pa
     recording = page_of(pages, "prior").recording(0, 0)
     assert codes == recording["states"][-1]["codes"] and min(codes) >= 0
     assert browser.errors == []
+
+
+# ------------------------------------------------------------------ the bench case and packaging
+
+
+def test_the_latency_bench_cases_are_well_formed():
+    """The shape of the cases (speed is never asserted in tests: bench/ and docs/ report it)."""
+    from aegen.bench.explore import BUDGET_MS, latency_cases
+
+    cases = latency_cases(repeats=3)
+    assert [c.name for c in cases] == [
+        "explore/decode_ae-conv",
+        "explore/decode_vae-mlp",
+        "explore/decode_vqvae",
+        "explore/prior_step_transformer",
+    ]
+    for c in cases:
+        assert c.unit == "ms" and c.value > 0 and c.extra["budget_ms"] == BUDGET_MS == 50
+    assert all(c.baseline > 0 and c.ratio > 0 for c in cases[:3])
+
+
+def test_the_page_is_package_data():
+    """Every asset the server reads ships in the wheel: pyproject's package-data names it."""
+    import fnmatch
+    import tomllib
+
+    from aegen.explore.server import assets
+
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())
+    patterns = cfg["tool"]["setuptools"]["package-data"]["aegen.explore"]
+    names = set(assets())
+    assert {"index.html", "explore.js", "explore.css"} <= names
+    for name in names:
+        assert any(fnmatch.fnmatch(f"assets/{name}", p) for p in patterns), name
