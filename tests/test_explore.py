@@ -46,6 +46,8 @@ VQ_TINY = [
     "prior.train.batch_size=50",
 ]
 VIEW = (1280, 860)
+# the screenshots docs/explore.md shows (the others stay test artefacts)
+DOC_FIGURES = {"latent-vae-mlp-path", "vq-vqvae-edited", "prior-prior-sampling", "static-vae-mlp"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -61,7 +63,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """ae-mlp (2-D code), vae-mlp (4-D latent) and a VQ pipeline (K = 32), briefly trained."""
-    out = tmp_path_factory.mktemp("explore-runs")
+    out = tmp_path_factory.mktemp("explore") / "runs"
     torch.manual_seed(0)
     data = aegen.load_data("synthetic", val_size=100, limit=600)
     for model, sets in (
@@ -93,7 +95,13 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pages(runs):
-    return open_runs([runs / "ae-mlp", runs / "vae-mlp", runs / "vq"], points=400)
+    """The pages, opened by relative paths as a user types them (the titles show them)."""
+    here = os.getcwd()
+    os.chdir(runs.parent)
+    try:
+        return open_runs([f"{runs.name}/{n}" for n in ("ae-mlp", "vae-mlp", "vq")], points=400)
+    finally:
+        os.chdir(here)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +132,7 @@ def shot(browser: Browser, artifacts: Path, name: str) -> Path:
     """A screenshot as a test artefact (and a docs figure when AEGEN_UPDATE_FIGURES=1)."""
     png = browser.screenshot(artifacts / f"explore-{name}.png")
     assert png.stat().st_size > 5000  # a real picture, not an empty page
-    if os.environ.get("AEGEN_UPDATE_FIGURES") == "1":
+    if os.environ.get("AEGEN_UPDATE_FIGURES") == "1" and name in DOC_FIGURES:
         shutil.copy(png, REPO / "docs" / "figures" / png.name)
     return png
 

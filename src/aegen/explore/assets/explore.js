@@ -337,7 +337,7 @@
       el("p", {class: "note", text: `The map shows the ${info.n} test images' codes in ${what}. ` +
         "Move the mouse over it to decode that point" + (STATIC ? " (from a precomputed grid)." : "; " +
         "click a point to pick its image, shift-click a second one for the path between them.") +
-        (info.vae ? " For a VAE the dashed ellipse is the picked image's posterior (2σ)." : "")}),
+        (info.vae && !STATIC ? " For a VAE the dashed ellipse is the picked image's posterior (2σ)." : "")}),
       el("div", {class: "row"},
         el("div", {class: "panel"}, map, legend(info.classes, info.labels)),
         el("div", {class: "panel"}, el("h3", {text: "Decoded"}), decoded, zText, STATIC ? "" : slidersPanel)),
