@@ -419,6 +419,19 @@ def test_cli_refuses_bad_input_in_one_line(cli, runs, tmp_path):
     assert_user_error(cli("explore", lonely), "cannot find the VQ-VAE")
 
 
+def test_cli_writes_the_static_export(cli, runs, tmp_path):
+    result = cli("explore", runs / "vq", "--static", tmp_path / "site", "--points", "60")
+    assert result.code == 0 and "wrote" in result.out, result.err
+    data = (tmp_path / "site" / "assets" / "data.js").read_text()
+    payload = json.loads(data.removeprefix("window.AEGEN_STATIC = ").rstrip().rstrip(";"))
+    assert [r["kind"] for r in payload["runs"]] == ["vq", "prior"]
+    prior = payload["pages"]["prior"]
+    assert len(prior["recordings"]) == 4 and all(
+        len(r["states"]) == 50 for r in prior["recordings"]
+    )
+    assert (tmp_path / "site" / "sheets" / "vqvae-codebook.png").is_file()
+
+
 def test_cli_serves_until_ctrl_c(runs):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
     argv = [sys.executable, "-m", "aegen", "explore", str(runs / "ae-mlp"), "--port", "0"]
@@ -617,6 +630,15 @@ def test_stepping_the_prior_49_times_in_the_page_equals_prior_sample(
     codes = browser.evaluate(steps % 24)
     want = prior.sample(1, torch.Generator().manual_seed(7), label=3)
     assert codes == want.flatten().tolist() and codes[:25] == half[:25]
+    # click cell 10, resample from there: the first 10 codes stay, the rest is drawn anew
+    box = rect(browser, "prior-grid")
+    cell = box["width"] / 7
+    browser.click(box["x"] + (3 + 0.5) * cell, box["y"] + (1 + 0.5) * cell)
+    again = browser.evaluate("""(async () => {
+        document.getElementById('resample').click(); await window.aegenExplore.idle();
+        return window.aegenExplore.state; })()""")
+    assert again["t"] == 10 and again["codes"][:10] == codes[:10]
+    assert again["codes"][10:] == [-1] * 39 and again["seed"] == 8
     assert browser.errors == []
 
 

@@ -49,7 +49,7 @@ def assets() -> dict[str, bytes]:
 
 
 class ExploreServer(ThreadingHTTPServer):
-    """Serves ``pages`` and the page's assets; ``requests_served`` counts answered requests."""
+    """Serves ``pages`` and the page's assets; ``url`` is the address to open."""
 
     daemon_threads = True  # a stuck browser connection never keeps the process alive
     allow_reuse_address = True
@@ -59,7 +59,6 @@ class ExploreServer(ThreadingHTTPServer):
         self.pages = {p.name: p for p in pages}
         self.files = assets()
         self.compute = threading.Lock()
-        self.requests_served = 0
         host, port = self.server_address[:2]
         self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
         listening = {host, *LOCAL_HOSTS} if host in LOCAL_HOSTS else None
@@ -95,7 +94,6 @@ class ExploreHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.server.requests_served += 1
 
     def _json(self, status: int, obj: Any) -> None:
         self._send(status, json.dumps(obj, separators=(",", ":")).encode(), "application/json")
