@@ -183,6 +183,23 @@ def test_opening_the_runs_gives_one_page_per_kind(pages):
     assert prior.vq is vq and prior.info()["conditional"]
 
 
+def test_a_prior_finds_its_vqvae_wherever_it_is(runs):
+    """Alone (through its codes directory), or listed before its VQ-VAE: the pair is found once."""
+    alone = open_runs([runs / "vq" / "prior"], points=20)
+    assert [p.kind for p in alone] == ["vq", "prior"] and alone[1].vq is alone[0]
+    both = open_runs([runs / "vq" / "prior", runs / "vq" / "vqvae"], points=20)
+    assert [p.name for p in both] == ["vqvae", "prior"] and both[1].vq is both[0]
+
+
+def test_a_run_of_another_family_is_refused(runs, tmp_path):
+    other = tmp_path / "flow"
+    shutil.copytree(runs / "ae-mlp", other)
+    cfg = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**cfg, "family": "flow"}))
+    with pytest.raises(aegen.UserError, match="a flow run has no explorer page yet"):
+        open_runs([other])
+
+
 def test_the_api_answers_every_kind(server, pages):
     status, body = request(server, "GET", "/api/runs")
     assert status == 200 and [r["name"] for r in body["runs"]] == [p.name for p in pages]

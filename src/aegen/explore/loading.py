@@ -36,6 +36,7 @@ __all__ = ["DEFAULT_POINTS", "open_runs", "run_data"]
 DEFAULT_POINTS = 2000  # test images per page: the map's points, the VQ page's images
 
 DataFor = Callable[[Path], Dataset]
+FAMILIES = ("ae", "vae", "vqvae", "prior")  # the run families with a page
 
 
 def run_data(run_dir: Path) -> Dataset:
@@ -70,6 +71,8 @@ def _expand(paths: Sequence[str | Path]) -> list[tuple[Path, str]]:
     """(run directory, family) for every run the arguments name; pipeline dirs are opened up."""
     out = []
     for p in map(Path, paths):
+        if (p / CONFIG).is_file() and _family(p) not in FAMILIES:
+            raise UserError(f"{p}: a {_family(p)} run has no explorer page yet")
         if not p.is_dir():
             raise UserError(f"{p}: no such run directory")
         if (p / CONFIG).is_file():
@@ -113,7 +116,6 @@ def open_runs(
         raise UserError("name at least one run directory")
     runs = _expand(paths)
     names = _Names()
-    pages: list[Page] = []
     vq_pages: dict[str, VQPage] = {}  # weights SHA-256 → page
 
     def test_split(d: Path):
@@ -128,24 +130,9 @@ def open_runs(
             model = load(d, family="vqvae")
             x, y, classes = test_split(d)
             vq_pages[key] = VQPage(names(d.name), f"VQ-VAE · {d}", model, x, y, classes)
-            pages.append(vq_pages[key])
         return vq_pages[key]
 
-    priors = []
-    for d, family in runs:
-        if family in ("ae", "vae"):
-            model = load(d, family=("ae", "vae"))
-            x, y, classes = test_split(d)
-            what = "VAE" if family == "vae" else "autoencoder"
-            pages.append(LatentPage(names(d.name), f"{what} · {d}", model, x, y, classes))
-        elif family == "vqvae":
-            vq_page(d)
-        elif family == "prior":
-            priors.append(d)
-            pages.append(None)  # type: ignore[arg-type]  # keeps the order; filled below
-        else:
-            raise UserError(f"{d}: a {family} run has no explorer page yet")
-    for d in priors:
+    def prior_page(d: Path) -> PriorPage:
         cfg = load_config(d)
         want = cfg.get("codes", {}).get("vqvae_weights_sha256")
         if want is None:
@@ -160,12 +147,34 @@ def open_runs(
                 f"{d}: cannot find the VQ-VAE whose codes this prior was trained on "
                 f"(weights {want[:12]}…); name its run directory too"
             )
-        prior = load(d, family="prior")
-        vq = vq_pages[want]
+        prior, vq = load(d, family="prior"), vq_pages[want]
         c = prior.config
         if c.num_codes != vq.num_codes or (c.height, c.width) != vq.grid:
             raise UserError(f"{d}: the prior's grid does not match its VQ-VAE's")
-        pages[pages.index(None)] = PriorPage(names(d.name), f"prior · {d}", prior, vq)
+        return PriorPage(names(d.name), f"prior · {d}", prior, vq)
+
+    # the VQ-VAEs first, so that a prior finds its own wherever it is listed
+    for d, family in runs:
+        if family == "vqvae":
+            vq_page(d)
+    pages: list[Page] = []
+
+    def add(page: Page) -> None:
+        if page not in pages:
+            pages.append(page)
+
+    for d, family in runs:
+        if family in ("ae", "vae"):
+            model = load(d, family=("ae", "vae"))
+            x, y, classes = test_split(d)
+            what = "VAE" if family == "vae" else "autoencoder"
+            add(LatentPage(names(d.name), f"{what} · {d}", model, x, y, classes))
+        elif family == "vqvae":
+            add(vq_page(d))
+        elif family == "prior":
+            page = prior_page(d)
+            add(page.vq)  # a VQ-VAE found beside the prior gets its page, just before it
+            add(page)
     return pages
 
 
