@@ -238,6 +238,8 @@ BAD = [
     # (method, path, JSON body or raw bytes, status, words in the reason)
     ("GET", "/api/nope/info", None, 404, "no run named"),
     ("GET", "/api/ae-mlp/explode", None, 404, "no action"),
+    ("POST", "/api/ae-mlp/__class__", {}, 404, "no action"),
+    ("POST", "/api/ae-mlp/info()", {}, 404, "no action"),
     ("GET", "/api/ae-mlp/decode", None, 405, "POST"),
     ("GET", "/../../../etc/passwd", None, 404, "no such page"),
     ("GET", "/assets/..%2f..%2f..%2fpyproject.toml", None, 404, "no such asset"),
@@ -647,6 +649,18 @@ def test_stepping_the_prior_49_times_in_the_page_equals_prior_sample(
     codes = browser.evaluate(steps % 24)
     want = prior.sample(1, torch.Generator().manual_seed(7), label=3)
     assert codes == want.flatten().tolist() and codes[:25] == half[:25]
+    # play runs on by itself, pause stops it
+    moving = browser.evaluate("""(async () => {
+        const wait = (ms) => new Promise((r) => setTimeout(r, ms));
+        document.getElementById('restart').click(); await window.aegenExplore.idle();
+        document.getElementById('play').click(); await wait(700);
+        document.getElementById('play').click(); await window.aegenExplore.idle();
+        const t = window.aegenExplore.state.t; await wait(400);
+        return [t, window.aegenExplore.state.t]; })()""")
+    assert 0 < moving[0] < 49 and moving[1] == moving[0]
+    browser.evaluate("""(async () => {
+        for (let i = 0; i < 49; i++) {
+          document.getElementById('step').click(); await window.aegenExplore.idle(); } })()""")
     # click cell 10, resample from there: the first 10 codes stay, the rest is drawn anew
     box = rect(browser, "prior-grid")
     cell = box["width"] / 7

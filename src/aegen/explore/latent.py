@@ -17,7 +17,7 @@ import torch
 
 from ..data.loader import to_float
 from ..latent import lerp, slerp
-from .pages import Page, field_float_list, field_int, pixels
+from .pages import ImagesPage, field_float_list, field_int, pixels
 
 __all__ = ["LatentPage"]
 
@@ -26,7 +26,7 @@ MAX_PATH_STEPS = 33
 STATIC_GRID = 20  # the exported page's precomputed decodes: a STATIC_GRID² grid over the map
 
 
-class LatentPage(Page):
+class LatentPage(ImagesPage):
     """An ``ae`` or ``vae`` run: ``images`` (N, 28, 28) uint8 test images, ``labels`` (N,)."""
 
     kind = "latent"
@@ -41,9 +41,8 @@ class LatentPage(Page):
         classes: list[str],
         lock: Any = None,
     ):
-        super().__init__(name, title)
+        super().__init__(name, title, images, labels, classes)
         self.model = model.eval()
-        self.images, self.labels, self.classes = images, labels.long(), list(classes)
         self.is_vae = getattr(model, "family", "") == "vae"
         with torch.no_grad():
             mu, logvar = self._posterior(to_float(images))  # (N, D) each
@@ -97,23 +96,11 @@ class LatentPage(Page):
 
     # ------------------------------------------------------------------ actions
 
-    @property
-    def actions(self):
-        return {
-            **super().actions,
-            "decode": self.act_decode,
-            "image": self.act_image,
-            "path": self.act_path,
-        }
-
     def info(self) -> dict[str, Any]:
         return {
-            **self.summary(),
+            **self.images_info(),
             "vae": self.is_vae,
             "dim": self.dim,
-            "n": len(self.labels),
-            "classes": self.classes,
-            "labels": self.labels.tolist(),
             "points": [[round(a, 4), round(b, 4)] for a, b in self.points.tolist()],
             "projection": "latent" if self.dim <= 2 else "pca",
             "center": self.center.tolist(),
@@ -129,11 +116,8 @@ class LatentPage(Page):
         z = field_float_list(body, "z", self.dim)
         return {"image": pixels(self.decode(z[None])[0])}
 
-    def _index(self, body: dict[str, Any], key: str = "index") -> int:
-        return field_int(body, key, 0, len(self.labels) - 1)
-
     def act_image(self, body: dict[str, Any]) -> dict[str, Any]:
-        i = self._index(body)
+        i = self.field_index(body)
         z = self.codes[i]
         out: dict[str, Any] = {
             "index": i,
@@ -151,7 +135,7 @@ class LatentPage(Page):
         return out
 
     def act_path(self, body: dict[str, Any]) -> dict[str, Any]:
-        a, b = self._index(body, "a"), self._index(body, "b")
+        a, b = self.field_index(body, "a"), self.field_index(body, "b")
         steps = field_int(body, "steps", 2, MAX_PATH_STEPS, default=9)
         out: dict[str, Any] = {"a": a, "b": b, "steps": steps}
         for name, path in (("linear", lerp), ("spherical", slerp)):

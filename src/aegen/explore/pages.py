@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "ImagesPage",
     "Page",
     "RequestError",
     "field_float",
@@ -138,9 +139,9 @@ Action = Callable[[dict[str, Any]], dict[str, Any]]
 class Page:
     """One run in the explorer: ``info()`` for the page to build itself, actions for the rest.
 
-    Subclasses fill ``actions`` (name → method taking the request body) and may
-    name the actions answered to GET (no body) in ``get_actions``. ``static()``
-    returns what the exported folder needs instead of a live server.
+    An action is a method ``act_NAME(body) -> dict``; the ones answered to GET
+    (no body) are named in ``get_actions``. ``static()`` returns what the
+    exported folder needs instead of a live server.
     """
 
     kind: ClassVar[str] = "page"
@@ -150,24 +151,45 @@ class Page:
         self.name = name
         self.title = title
 
-    @property
-    def actions(self) -> dict[str, Action]:
-        return {"info": lambda body: self.info()}
-
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "title": self.title}
 
     def info(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def act_info(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.info()
+
     def static(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def handle(self, action: str, body: dict[str, Any], method: str = "POST") -> dict[str, Any]:
         """Answer ``action``; an unknown one is a 404, a GET of a POST action a 405."""
-        fn = self.actions.get(action)
+        fn: Action | None = getattr(self, f"act_{action}", None) if action.isidentifier() else None
         if fn is None:
             raise RequestError(f"this {self.kind} page has no action {action!r}", 404)
         if method == "GET" and action not in self.get_actions:
             raise RequestError(f"{action} takes a POST with a JSON body", 405)
         return fn(body)
+
+
+class ImagesPage(Page):
+    """A page over test images: ``images`` (N, 28, 28) uint8, ``labels`` (N,), class names."""
+
+    def __init__(
+        self, name: str, title: str, images: torch.Tensor, labels: torch.Tensor, classes: list[str]
+    ):
+        super().__init__(name, title)
+        self.images, self.labels, self.classes = images, labels.long(), list(classes)
+
+    def images_info(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "n": len(self.labels),
+            "classes": self.classes,
+            "labels": self.labels.tolist(),
+        }
+
+    def field_index(self, body: dict[str, Any], key: str = "index") -> int:
+        """``body[key]`` as the index of one of the page's test images."""
+        return field_int(body, key, 0, len(self.labels) - 1)

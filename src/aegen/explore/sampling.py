@@ -149,10 +149,6 @@ class PriorPage(Page):
         self.sessions: OrderedDict[str, SamplingSession] = OrderedDict()
         self.sessions_lock = threading.Lock()
 
-    @property
-    def actions(self):
-        return {**super().actions, "start": self.act_start, "step": self.act_step}
-
     def info(self) -> dict[str, Any]:
         classes = self.vq.classes[: self.num_classes] if self.num_classes else []
         if len(classes) < self.num_classes:

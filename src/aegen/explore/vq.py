@@ -15,14 +15,14 @@ from typing import Any
 import torch
 
 from ..data.loader import to_float
-from .pages import Page, field_int, field_int_list, pixels
+from .pages import ImagesPage, field_int_list, pixels
 
 __all__ = ["VQPage"]
 
 STATIC_IMAGES = 24  # test images (with their grids) in the exported page
 
 
-class VQPage(Page):
+class VQPage(ImagesPage):
     """A ``vqvae`` run: ``images`` (N, 28, 28) uint8 test images, ``labels`` (N,)."""
 
     kind = "vq"
@@ -37,9 +37,8 @@ class VQPage(Page):
         labels: torch.Tensor,
         classes: list[str],
     ):
-        super().__init__(name, title)
+        super().__init__(name, title, images, labels, classes)
         self.model = model.eval()
-        self.images, self.labels, self.classes = images, labels.long(), list(classes)
         self.num_codes = int(model.num_codes)
         self.grid = tuple(model.grid)  # (H, W)
         with torch.no_grad():
@@ -69,23 +68,11 @@ class VQPage(Page):
 
     # ------------------------------------------------------------------ actions
 
-    @property
-    def actions(self):
-        return {
-            **super().actions,
-            "codebook": self.act_codebook,
-            "image": self.act_image,
-            "decode": self.act_decode,
-        }
-
     def info(self) -> dict[str, Any]:
         return {
-            **self.summary(),
+            **self.images_info(),
             "num_codes": self.num_codes,
             "grid": list(self.grid),
-            "n": len(self.labels),
-            "classes": self.classes,
-            "labels": self.labels.tolist(),
             "background": self.background,
             "usage": self.usage.tolist(),
         }
@@ -106,7 +93,7 @@ class VQPage(Page):
         }
 
     def act_image(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._image(field_int(body, "index", 0, len(self.labels) - 1))
+        return self._image(self.field_index(body))
 
     def act_decode(self, body: dict[str, Any]) -> dict[str, Any]:
         flat = field_int_list(body, "codes", self.length, 0, self.num_codes - 1)
