@@ -709,7 +709,10 @@ def test_the_latency_bench_cases_are_well_formed():
     """The shape of the cases (speed is never asserted in tests: bench/ and docs/ report it)."""
     from aegen.bench.explore import BUDGET_MS, latency_cases
 
+    torch.set_num_threads(2)  # the cases set (and restore) the server's one thread themselves
     cases = latency_cases(repeats=3)
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
     assert [c.name for c in cases] == [
         "explore/decode_ae-conv",
         "explore/decode_vae-mlp",
@@ -718,6 +721,7 @@ def test_the_latency_bench_cases_are_well_formed():
     ]
     for c in cases:
         assert c.unit == "ms" and c.value > 0 and c.extra["budget_ms"] == BUDGET_MS == 50
+        assert c.extra["torch_threads"] == 1  # timed as the server serves
     assert all(c.baseline > 0 and c.ratio > 0 for c in cases[:3])
 
 

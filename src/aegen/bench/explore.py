@@ -50,6 +50,15 @@ def _timed(fn: Callable[[], object], repeats: int) -> list[float]:
 
 def latency_cases(repeats: int = 50) -> list[Case]:
     """``explore/decode_<model>`` for three models and ``explore/prior_step_transformer``."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # as `aegen explore` serves (see commands/explore.py)
+        return _latency_cases(repeats)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _latency_cases(repeats: int) -> list[Case]:
     torch.manual_seed(0)
     x, y = _test_images()
     classes = [str(i) for i in range(10)]
@@ -120,7 +129,7 @@ def _case(name: str, ms: list[float], bare_ms: list[float] | None) -> Case:
         "within_budget": median <= BUDGET_MS,
         "p90_ms": statistics.quantiles(ms, n=10)[-1] if len(ms) >= 10 else max(ms),
         "requests": len(ms),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(),  # 1, as the server runs
         "note": "median of one-image requests over HTTP on 127.0.0.1, kept-alive connection",
     }
     if bare_ms is not None:

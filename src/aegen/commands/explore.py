@@ -13,6 +13,8 @@ import errno
 import sys
 from pathlib import Path
 
+import torch
+
 from ..errors import UserError
 from ._common import add_data_args, data_for_run
 
@@ -86,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {index} ({len(pages)} pages); open it in a browser, no server needed")
         return 0
     warm_up(pages)
+    # one image per request: a second thread cannot speed that up, and when another process
+    # keeps a core busy, torch's threads wait on each other — a 0.8 ms decode took 105 ms
+    # with two threads on a busy two-core machine (docs/explore.md). Startup used them all.
+    torch.set_num_threads(1)
     try:
         server = make_server(pages, args.host, args.port)
     except OSError as e:
