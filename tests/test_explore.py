@@ -622,6 +622,23 @@ def test_changing_one_vq_cell_changes_the_image_mostly_near_it(browser, server, 
     want = vq.decode_grids(grid[None])[0, 0] * 255
     assert (after - want.round()).abs().max() <= 1
     shot(browser, artifacts, "vq-vqvae-edited")
+    # paint one code over several cells: drag across row 5, columns 1 to 3, then choose it
+    y = box["y"] + 5.5 * cell
+    browser.mouse("mousePressed", box["x"] + 1.5 * cell, y, buttons=1)
+    for col in (2.5, 3.5):
+        browser.mouse("mouseMoved", box["x"] + col * cell, y, buttons=1)
+    browser.mouse("mouseReleased", box["x"] + 3.5 * cell, y)
+    state = browser.evaluate(
+        "(() => { const c = document.getElementById('vq-code'); c.value = 7;"
+        "c.dispatchEvent(new Event('change'));"
+        "return window.aegenExplore.idle().then(() => window.aegenExplore.state); })()"
+    )
+    assert state["selected"] == [36, 37, 38]
+    painted = grid.flatten().tolist()
+    painted[36:39] = [7, 7, 7]
+    assert state["codes"] == painted
+    want = vq.decode_grids(torch.tensor(painted).view(1, 7, 7))[0, 0] * 255
+    assert (pixels_of(browser, "vq-decoded") - want.round()).abs().max() <= 1
     assert browser.errors == []
 
 

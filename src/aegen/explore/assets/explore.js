@@ -426,6 +426,7 @@
       ctx.imageSmoothingEnabled = false;
       ctx.drawImage(tile(st.imageB64), 0, 0, S, S);
       gridOverlay(ctx, S, h, w, st.codes, st.selected, -1);
+      app.state = {codes: st.codes.slice(), selected: [...st.selected].sort((a, b) => a - b)};
     }
 
     const decodeLive = latest(async () => {
@@ -470,7 +471,8 @@
       const c = cellAt(e);
       if (c >= 0 && !st.selected.has(c)) { st.selected.add(c); drawPicture(); }
     });
-    window.addEventListener("mouseup", () => { painting = false; });
+    picture.addEventListener("mouseup", () => { painting = false; });
+    picture.addEventListener("mouseleave", () => { painting = false; });
     code.addEventListener("change", () => {
       const k = Math.round(+code.value);
       if (k >= 0 && k < info.num_codes) setCode(k);
