@@ -41,6 +41,7 @@ COMMANDS = [
     "sample",
     "interpolate",
     "sweep-beta",
+    "explore",
 ]
 
 

@@ -17,7 +17,9 @@ shared and absolute speeds drift. Cases:
 - ``scaling/…``: epoch time at ¼ and ½ of the data vs the share of the full epoch;
   ``memory/…``: peak resident memory of a whole training run;
 - ``denormals/…``: training images/s with denormals flushed (opt-in) vs kept;
-- ``ddp/…``: images/s of ``aegen train --nproc 2`` vs one process.
+- ``ddp/…``: images/s of ``aegen train --nproc 2`` vs one process;
+- ``explore/…``: milliseconds of one decode (and one prior step) through ``aegen
+  explore``'s HTTP server, against its 50 ms budget.
 
 ``--quick`` runs every case at a small size (about a minute) so the tests can
 check the report's shape; the numbers worth quoting come from a full run.
@@ -40,7 +42,7 @@ from ..registry import available
 from ..runlog import read_metrics
 from ..runs import make_run_config
 from ..train import bf16_supported
-from . import data_scaling, machine, trainer_overhead, vq
+from . import data_scaling, explore, machine, trainer_overhead, vq
 from .core import Case, write_report
 
 __all__ = ["run_suite"]
@@ -198,6 +200,10 @@ def run_suite(
     cases += vq.sampling_cases(8 if quick else 100)
     cases.append(data_scaling.batching(ds))
     done("VQ-VAE, encoding, sampling, batching")
+
+    # the explorer: one decode per request, as a hovering mouse asks for them
+    cases += explore.latency_cases(10 if quick else 50)
+    done("explorer latency")
 
     # scaling and memory
     cases += data_scaling.scaling(ds, cfg=make_run_config("ae-mlp").train)
