@@ -20,7 +20,7 @@ from ._common import add_data_args, data_for_run
 
 
 def _port(text: str) -> int:
-    from ..cli import nonneg_int
+    from .argtypes import nonneg_int
 
     v = nonneg_int(text)
     if v > 65535:
@@ -39,7 +39,7 @@ def _has_display() -> bool:
 
 
 def add_parser(sub) -> None:
-    from ..cli import positive_int
+    from .argtypes import positive_int
     from ..explore import DEFAULT_POINTS
 
     p = sub.add_parser(
