@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import assert_user_error, run_cli_subprocess
 
 from aegen.pipelines.tour import CLAIMS, PARTS, evaluate_claims, tour_claims
@@ -189,3 +190,18 @@ def test_a_claim_whose_part_did_not_run_is_not_measured():
     for key in ("vae_blurry", "vae_hybrids", "vq_sharper", "vq_beats_vae"):
         assert judged[key].holds is None and "vae" in judged[key].evidence
     assert judged["priors_beat_unigram"].holds is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_quick_tour_on_fashion_mnist_shows_every_claim(tmp_path, seed):
+    """The README's main job: on real data every claim of the lecture holds at the quick budget."""
+    out = tmp_path / "tour"
+    r = run_cli_subprocess(
+        "tour", "--out", str(out), "--seed", str(seed), "--quiet",
+        env={"AEGEN_CACHE": str(tmp_path / "cache")}, timeout=3600,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    claims = json.loads((out / "tour.json").read_text())["claims"]
+    failed = [f"{c['text']}: {c['evidence']}" for c in claims if c["holds"] is not True]
+    assert not failed, "\n".join(failed)
