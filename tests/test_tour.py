@@ -113,7 +113,7 @@ def test_the_claims_table_follows_the_recorded_numbers(tmp_path):
     ae = state["parts"]["autoencoders"]["metrics"]
     # make the conv AE 1 dB better, then 1 dB worse, than the MLP AE: the mark must follow
     for delta, want in ((1.0, "holds"), (-1.0, "fails")):
-        ae["conv_psnr"] = ae["mlp_psnr"] + delta
+        ae["conv_psnr"] = ae["mlp_at_conv_psnr"] + delta
         (out / "tour.json").write_text(json.dumps(state))
         r = run_cli_subprocess(*_tour_argv(out), env=env, timeout=300)
         assert r.code == 0, r.err
@@ -125,6 +125,7 @@ def _numbers_where_every_claim_holds() -> dict[str, dict[str, float]]:
     return {
         "autoencoders": {
             "pca_psnr": 19.0, "mlp_psnr": 20.0, "conv_psnr": 21.0, "phased_psnr": 20.1,
+            "mlp_at_conv_psnr": 19.5, "conv_epochs": 2,
             "code_dim": 32, "plane_ratio": 1.001, "gaussian_dae_psnr": 18.0,
             "gaussian_plain_psnr": 14.0, "dropout_dae_psnr": 17.0, "dropout_plain_psnr": 12.0,
         },
@@ -153,7 +154,7 @@ def _numbers_where_every_claim_holds() -> dict[str, dict[str, float]]:
 BREAKS = {
     "ae_beats_pca": ("autoencoders", "pca_psnr", 20.5),
     "plane": ("autoencoders", "plane_ratio", 1.2),
-    "conv_beats_mlp": ("autoencoders", "conv_psnr", 19.5),
+    "conv_beats_mlp": ("autoencoders", "conv_psnr", 19.4),
     "denoising_gaussian": ("autoencoders", "gaussian_dae_psnr", 13.0),
     "denoising_dropout": ("autoencoders", "dropout_dae_psnr", 11.0),
     "phased": ("autoencoders", "phased_psnr", 19.9),

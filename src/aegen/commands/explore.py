@@ -39,8 +39,8 @@ def _has_display() -> bool:
 
 
 def add_parser(sub) -> None:
-    from .argtypes import positive_int
     from ..explore import DEFAULT_POINTS
+    from .argtypes import positive_int
 
     p = sub.add_parser(
         "explore",

@@ -23,6 +23,6 @@ class Budget:
 
 BUDGETS = {
     "tiny": Budget("tiny", limit=600, eval_n=40, nll_images=20, iwae_k=4, features_epochs=1),
-    "quick": Budget("quick", limit=0, eval_n=2000, nll_images=500, iwae_k=50, features_epochs=2),
+    "quick": Budget("quick", limit=0, eval_n=2000, nll_images=500, iwae_k=50, features_epochs=1),
     "full": Budget("full", limit=0, eval_n=10_000, nll_images=2000, iwae_k=100, features_epochs=4),
 }

@@ -5,7 +5,7 @@ and beside the ceiling a perfect prior would reach (the VQ-VAE's own reconstruct
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,16 +36,29 @@ class VQBudget:
     vqvae_epochs: int
     prior_epochs: int
     minutes: float
+    priors: dict[str, tuple[str, ...]] = field(default_factory=dict)  # each prior's overrides
 
 
+# the quick budget's priors are about half the default size: one epoch of each at the
+# defaults took 5.5 minutes on 2 AVX2 cores in fp32 (docs/tour.md)
+SMALL_PRIORS = {
+    "transformer": ("model.n_layers=2", "train.lr=2e-3", "train.warmup_steps=100"),
+    "pixelcnn": (
+        "model.d_model=32",
+        "model.head_dim=128",
+        "train.lr=2e-3",
+        "train.warmup_steps=100",
+    ),
+    "pixelrnn": ("model.d_model=128", "model.embed_dim=64"),
+}
 BUDGETS = {
-    "tiny": VQBudget(vqvae_epochs=1, prior_epochs=1, minutes=0.5),
-    "quick": VQBudget(vqvae_epochs=3, prior_epochs=1, minutes=4.0),
-    "full": VQBudget(vqvae_epochs=10, prior_epochs=8, minutes=25.0),
+    "tiny": VQBudget(vqvae_epochs=1, prior_epochs=1, minutes=0.5, priors=SMALL_PRIORS),
+    "quick": VQBudget(vqvae_epochs=2, prior_epochs=1, minutes=3.5, priors=SMALL_PRIORS),
+    "full": VQBudget(vqvae_epochs=6, prior_epochs=3, minutes=22.0),
 }
 
 
-def _train_prior(t: Tour, d: Path, name: str, codes, epochs: int) -> Path:
+def _train_prior(t: Tour, d: Path, name: str, codes, b: VQBudget) -> Path:
     """A second or third prior on the pipeline's codes (resumed or reused when it is there)."""
     pdir = d / f"prior-{name}"
     if (pdir / METRICS_JSON).is_file() and "prior" in read_metrics_json(pdir):
@@ -58,7 +71,14 @@ def _train_prior(t: Tour, d: Path, name: str, codes, epochs: int) -> Path:
         train_prior(d / "codes", name, pdir, resume=True, progress=t.progress, codes=codes)
     else:
         train_prior(
-            d / "codes", name, pdir, progress=t.progress, codes=codes, epochs=epochs, seed=t.seed
+            d / "codes",
+            name,
+            pdir,
+            list(b.priors.get(name, ())),
+            progress=t.progress,
+            codes=codes,
+            epochs=b.prior_epochs,
+            seed=t.seed,
         )
     return pdir
 
@@ -70,6 +90,7 @@ def run(t: Tour, d: Path) -> PartResult:
     run_pipeline(
         d,
         prior="transformer",
+        overrides=[f"prior.{o}" for o in b.priors.get("transformer", ())],
         data=t.data_name,
         data_dir=t.data_dir,
         limit=t.budget.limit,
@@ -113,7 +134,7 @@ def run(t: Tour, d: Path) -> PartResult:
         )
     )
     priors = {"transformer": d / "prior"}
-    priors.update({n: _train_prior(t, d, n, codes, b.prior_epochs) for n in PRIORS[1:]})
+    priors.update({n: _train_prior(t, d, n, codes, b) for n in PRIORS[1:]})
     for name, pdir in priors.items():
         png = pdir / "samples" / "samples.png"
         if name != "transformer" and not png.is_file():
