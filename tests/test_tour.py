@@ -27,9 +27,12 @@ def _finished_parts(out) -> list[str]:
         return []
 
 
-def test_tour_killed_after_a_part_resumes_without_redoing_it(tmp_path):
-    out = tmp_path / "tour"
-    env = {**os.environ, "AEGEN_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+@pytest.fixture(scope="module")
+def resumed_tour(tmp_path_factory):
+    """A tiny tour killed after its first finished part, then run again to the end."""
+    tmp = tmp_path_factory.mktemp("tour")
+    out = tmp / "tour"
+    env = {**os.environ, "AEGEN_CACHE": str(tmp / "cache"), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "aegen", *_tour_argv(out)],
         env=env,
@@ -45,19 +48,27 @@ def test_tour_killed_after_a_part_resumes_without_redoing_it(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     done = _finished_parts(out)
-    assert done, "the tour recorded no finished part before it was killed"
     first = out / "1-autoencoders" / "ae-mlp" / "model.safetensors"
-    stamp = first.stat().st_mtime_ns
-    assert not (out / "report.html").exists() or len(done) == len(PARTS)
+    stamp = first.stat().st_mtime_ns if first.exists() else None
+    report_after_kill = (out / "report.html").exists()
+    cache = {"AEGEN_CACHE": str(tmp / "cache")}
+    r = run_cli_subprocess(*_tour_argv(out), env=cache, timeout=900)
+    return {
+        "out": out, "env": cache, "done": done, "first": first, "stamp": stamp,
+        "report_after_kill": report_after_kill, "rerun": r,
+    }  # fmt: skip
 
-    r = run_cli_subprocess(
-        *_tour_argv(out), env={"AEGEN_CACHE": str(tmp_path / "cache")}, timeout=900
-    )
+
+def test_tour_killed_after_a_part_resumes_without_redoing_it(resumed_tour):
+    t = resumed_tour
+    out, done, r = t["out"], t["done"], t["rerun"]
+    assert done, "the tour recorded no finished part before it was killed"
+    assert not t["report_after_kill"] or len(done) == len(PARTS)
     assert r.code == 0, r.err
     for part in done:
         assert f"{PARTS[part][0]}] done already; skipped" in r.err, r.err
     assert r.err.count("done already; skipped") == len(done)
-    assert first.stat().st_mtime_ns == stamp  # the finished part's runs were not trained again
+    assert t["first"].stat().st_mtime_ns == t["stamp"]  # the finished part was not trained again
 
     page = (out / "report.html").read_text()
     ids = re.findall(r'<section class="part" id="part-([a-z]+)"', page)
@@ -92,12 +103,9 @@ def test_tour_refuses_a_directory_of_another_tour_or_data(tmp_path):
     assert not (tmp_path / "n").exists()
 
 
-def test_the_claims_table_follows_the_recorded_numbers(tmp_path):
+def test_the_claims_table_follows_the_recorded_numbers(resumed_tour):
     """Re-run over a finished tour whose recorded numbers were changed: the marks follow them."""
-    out = tmp_path / "tour"
-    env = {"AEGEN_CACHE": str(tmp_path / "cache")}
-    r = run_cli_subprocess(*_tour_argv(out), env=env, timeout=900)
-    assert r.code == 0, r.err
+    out, env = resumed_tour["out"], resumed_tour["env"]
     state = json.loads((out / "tour.json").read_text())
     judged = {c["key"]: c["holds"] for c in state["claims"]}
     assert set(judged) == {s.key for s in CLAIMS}  # every claim, none left unmeasured
@@ -131,7 +139,7 @@ def _numbers_where_every_claim_holds() -> dict[str, dict[str, float]]:
         },
         "classification": {
             "few_fraction": 0.01, "few_ae": 0.75, "few_scratch": 0.70,
-            "more_fraction": 0.2, "more_ae": 0.86, "more_scratch": 0.85,
+            "more_fraction": 0.2, "more_ae": 0.86, "more_scratch": 0.85, "n_test": 10000,
         },
         "primer": {
             "inverse_cdf_tv": 0.011, "inverse_cdf_tv_exact": 0.012, "inverse_cdf_n": 2e5,
@@ -159,7 +167,7 @@ BREAKS = {
     "denoising_dropout": ("autoencoders", "dropout_dae_psnr", 11.0),
     "phased": ("autoencoders", "phased_psnr", 19.9),
     "semisup_few": ("classification", "few_ae", 0.69),
-    "semisup_more": ("classification", "more_ae", 0.84),
+    "semisup_more": ("classification", "more_ae", 0.84),  # 1 point below: twice the 0.5 of one SE
     "inverse_cdf": ("primer", "inverse_cdf_tv", 0.05),
     "histogram_loses_picture": ("primer", "corr_iid", 0.4),
     "kl": ("primer", "kl_worst_z", 6.0),
@@ -182,6 +190,16 @@ def test_each_claim_is_judged_on_its_own_numbers():
         judged = {c.key: c.holds for c in evaluate_claims(numbers)}
         assert judged[key] is False, key
         assert all(v for k, v in judged.items() if k != key), (key, judged)
+
+
+def test_not_below_allows_what_one_seed_cannot_resolve_and_no_more():
+    numbers = _numbers_where_every_claim_holds()
+    c = numbers["classification"]
+    c.update(more_scratch=0.85, n_test=10000)  # one standard error of the difference: 0.505 points
+    for ae, holds in ((0.8460, True), (0.8453, True), (0.8440, False), (0.80, False)):
+        c["more_ae"] = ae
+        judged = {x.key: x.holds for x in evaluate_claims(numbers)}
+        assert judged["semisup_more"] is holds, ae
 
 
 def test_a_claim_whose_part_did_not_run_is_not_measured():

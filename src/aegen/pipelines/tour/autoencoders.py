@@ -32,10 +32,10 @@ INTRO = (
 
 @dataclass(frozen=True)
 class AEBudget:
-    epochs: int  # the MLP AE, both denoising AEs
+    epochs: int  # the MLP AE beside PCA and phased training
     phased_epochs: int  # per layer pair; phased_epochs·pairs + finetune_epochs = epochs
     finetune_epochs: int
-    conv_epochs: int  # the conv AE, and an MLP AE trained as long for the comparison
+    conv_epochs: int  # the conv AE, the denoising AEs, and a plain MLP AE as long beside them
     plane_epochs: int
     minutes: float  # planned, for the time-left line
 
@@ -44,13 +44,13 @@ class AEBudget:
 # fp32), so the quick budget compares it with an MLP AE trained for as many steps
 BUDGETS = {
     "tiny": AEBudget(
-        4, phased_epochs=1, finetune_epochs=1, conv_epochs=2, plane_epochs=20, minutes=0.3
+        4, phased_epochs=1, finetune_epochs=1, conv_epochs=2, plane_epochs=200, minutes=0.3
     ),
     "quick": AEBudget(
-        4, phased_epochs=1, finetune_epochs=1, conv_epochs=2, plane_epochs=100, minutes=3.5
+        4, phased_epochs=1, finetune_epochs=1, conv_epochs=2, plane_epochs=300, minutes=3.5
     ),
     "full": AEBudget(
-        10, phased_epochs=2, finetune_epochs=4, conv_epochs=10, plane_epochs=200, minutes=14.0
+        10, phased_epochs=2, finetune_epochs=4, conv_epochs=10, plane_epochs=400, minutes=14.0
     ),
 }
 
@@ -103,7 +103,7 @@ def run(t: Tour, d: Path) -> PartResult:
             f"ae-mlp-denoising-{kind}",
             "ae-mlp",
             [*MLP, f"model.noise={kind}", f"model.noise_level={level}"],
-            epochs=b.epochs,
+            epochs=b.conv_epochs,
         )[1]
         for kind, level in NOISE.items()
     }
@@ -167,8 +167,8 @@ def run(t: Tour, d: Path) -> PartResult:
     grid = [x[:10]]
     for kind, level in NOISE.items():
         noisy = corrupt(x, kind, level, g)
-        with torch.no_grad():
-            plain_out, dae_out = mlp.reconstruct(noisy), dae[kind].reconstruct(noisy)
+        with torch.no_grad():  # the plain AE trained as long as the denoising ones
+            plain_out, dae_out = same.reconstruct(noisy), dae[kind].reconstruct(noisy)
         m[f"{kind}_plain_psnr"] = float(psnr(plain_out, x).mean())
         m[f"{kind}_dae_psnr"] = float(psnr(dae_out, x).mean())
         grid += [noisy[:10].clamp(0, 1), plain_out[:10], dae_out[:10]]

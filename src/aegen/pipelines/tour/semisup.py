@@ -57,7 +57,7 @@ def run(t: Tour, d: Path) -> PartResult:
         1,
         models=("ae-conv",),
         base=ClassifyConfig(epochs=b.epochs, min_steps=b.min_steps, head_steps=b.min_steps // 2),
-        columns=[c for c in COLUMNS if c.name in ("probe", "finetune", "scratch")],
+        columns=[c for c in COLUMNS if c.name in (*AE_BASED, "scratch")],
         progress=t.progress,
         log=t.log,
         pretrained={"ae-conv": conv_dir},
@@ -75,6 +75,7 @@ def run(t: Tour, d: Path) -> PartResult:
         r.metrics[f"{name}_fraction"] = fraction
         r.metrics[f"{name}_ae"] = ae["test_acc"]
         r.metrics[f"{name}_scratch"] = scratch["test_acc"]
+        r.metrics["n_test"] = len(t.data().test)
         r.numbers.append(
             (
                 f"{fraction:.0%} of the labels: AE-based (the {ae['column']} column, best on validation) "

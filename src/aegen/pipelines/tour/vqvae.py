@@ -10,14 +10,21 @@ from pathlib import Path
 
 import torch
 
-from ...checkpoint import CONFIG, TRAIN_STATE, load
+from ...checkpoint import load
 from ...data.loader import to_float
 from ...eval.evaluate import ReconstructionSampler
-from ...eval.metrics import METRICS_JSON, read_metrics_json
+from ...eval.metrics import read_metrics_json
 from ...eval.vae import SHARPNESS_IMAGES, laplacian_variance
 from ...files import ensure_dir
-from ...runs import discard_unfinished
-from ..vq_prior import generate, load_codes, run_pipeline, train_prior
+from ...runs import stage_state
+from ..vq_prior import (
+    codes_record,
+    generate,
+    load_codes,
+    prior_run_config,
+    run_pipeline,
+    train_prior,
+)
 from .context import PartResult, Tour
 
 KEY = "vqvae"
@@ -49,7 +56,13 @@ SMALL_PRIORS = {
         "train.lr=2e-3",
         "train.warmup_steps=100",
     ),
-    "pixelrnn": ("model.d_model=128", "model.embed_dim=64"),
+    "pixelrnn": (
+        "model.d_model=128",
+        "model.embed_dim=64",
+        "train.lr=4e-3",
+        "train.warmup_steps=100",
+        "train.grad_clip=1.0",
+    ),
 }
 BUDGETS = {
     "tiny": VQBudget(vqvae_epochs=1, prior_epochs=1, minutes=0.5, priors=SMALL_PRIORS),
@@ -59,27 +72,29 @@ BUDGETS = {
 
 
 def _train_prior(t: Tour, d: Path, name: str, codes, b: VQBudget) -> Path:
-    """A second or third prior on the pipeline's codes (resumed or reused when it is there)."""
+    """A second or third prior on the pipeline's codes: trained, resumed, or reused when its
+    directory holds one with these settings (other settings are refused, as in the pipeline)."""
     pdir = d / f"prior-{name}"
-    if (pdir / METRICS_JSON).is_file() and "prior" in read_metrics_json(pdir):
+    overrides = list(b.priors.get(name, ()))
+    run = prior_run_config(name, codes, overrides, epochs=b.prior_epochs, seed=t.seed)
+    want = {**run.to_json(), "family": "prior", **codes_record(codes)}
+    state = stage_state(pdir, want, ("model", "model_config", "train", "codes"), f"{name} prior")
+    if state == "done" and "prior" in read_metrics_json(pdir):
         return pdir
-    resume = (pdir / CONFIG).is_file() and (pdir / TRAIN_STATE).is_file()
-    if pdir.exists() and not resume:
-        discard_unfinished(pdir)
-    t.log(f"  {name} prior: {'resuming' if resume else 'training'} on the same codes")
-    if resume:
-        train_prior(d / "codes", name, pdir, resume=True, progress=t.progress, codes=codes)
-    else:
+    t.log(f"  {name} prior: {'training' if state == 'fresh' else 'resuming'} on the same codes")
+    if state == "fresh":
         train_prior(
             d / "codes",
             name,
             pdir,
-            list(b.priors.get(name, ())),
+            overrides,
             progress=t.progress,
             codes=codes,
             epochs=b.prior_epochs,
             seed=t.seed,
         )
+    else:
+        train_prior(d / "codes", name, pdir, resume=True, progress=t.progress, codes=codes)
     return pdir
 
 
