@@ -47,7 +47,7 @@ BUDGETS = {
         4, phased_epochs=1, finetune_epochs=1, conv_epochs=2, plane_epochs=200, minutes=0.3
     ),
     "quick": AEBudget(
-        4, phased_epochs=1, finetune_epochs=1, conv_epochs=2, plane_epochs=300, minutes=3.5
+        4, phased_epochs=1, finetune_epochs=1, conv_epochs=2, plane_epochs=300, minutes=2.2
     ),
     "full": AEBudget(
         10, phased_epochs=2, finetune_epochs=4, conv_epochs=10, plane_epochs=400, minutes=14.0

@@ -27,7 +27,7 @@ class PrimerBudget:
 
 BUDGETS = {
     "tiny": PrimerBudget(samples=20_000, minutes=0.2),
-    "quick": PrimerBudget(samples=200_000, minutes=0.3),
+    "quick": PrimerBudget(samples=200_000, minutes=0.1),
     "full": PrimerBudget(samples=1_000_000, minutes=1.0),
 }
 

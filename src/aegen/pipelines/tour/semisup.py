@@ -34,7 +34,7 @@ class SemisupBudget:
 
 BUDGETS = {
     "tiny": SemisupBudget(few=0.1, more=0.5, epochs=1, min_steps=20, minutes=0.3),
-    "quick": SemisupBudget(few=0.01, more=0.2, epochs=2, min_steps=200, minutes=1.5),
+    "quick": SemisupBudget(few=0.01, more=0.2, epochs=2, min_steps=200, minutes=1.0),
     "full": SemisupBudget(few=0.01, more=0.2, epochs=8, min_steps=600, minutes=10.0),
 }
 

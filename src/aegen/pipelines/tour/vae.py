@@ -32,7 +32,7 @@ class VAEBudget:
 
 BUDGETS = {
     "tiny": VAEBudget(epochs=1, epochs_2d=1, minutes=0.2),
-    "quick": VAEBudget(epochs=10, epochs_2d=5, minutes=1.8),
+    "quick": VAEBudget(epochs=10, epochs_2d=5, minutes=1.4),
     "full": VAEBudget(epochs=30, epochs_2d=15, minutes=5.0),
 }
 VAE = ["train.lr=2e-3"]  # picked on the validation ELBO (docs/tour.md)
