@@ -82,16 +82,19 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.static)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise UserError(f"--static {out}: exists and is not an empty directory")
+    if not args.static:
+        # one image per request: a second thread cannot speed that up, and when another
+        # process keeps a core busy, torch's threads wait on each other — a 0.8 ms decode
+        # took 105 ms with two threads on a busy two-core machine (docs/explore.md). Set
+        # before torch's pool first runs: shrinking a pool that has run aborted the process
+        # at exit in 2 of 8 Ctrl-C stops ("terminate called without an active exception").
+        torch.set_num_threads(1)
     pages = open_runs(args.runs, lambda d: data_for_run(d, args), points=args.points)
     if args.static:
         index = export_static(pages, args.static)
         print(f"wrote {index} ({len(pages)} pages); open it in a browser, no server needed")
         return 0
     warm_up(pages)
-    # one image per request: a second thread cannot speed that up, and when another process
-    # keeps a core busy, torch's threads wait on each other — a 0.8 ms decode took 105 ms
-    # with two threads on a busy two-core machine (docs/explore.md). Startup used them all.
-    torch.set_num_threads(1)
     try:
         server = make_server(pages, args.host, args.port)
     except OSError as e:
