@@ -123,15 +123,15 @@ def run(t: Tour, d: Path) -> PartResult:
             r.runs.append(t.rel(run_dir))
         r.metrics[f"{key}_psnr"] = rec[key]["psnr"]
     r.metrics["conv_epochs"] = b.conv_epochs
-    r.runs += [t.rel(d / f"ae-mlp-denoising-{kind}") for kind in NOISE]
 
     x = to_float(data.test.x[:SCORED])
     pca = _pca_reconstruct(to_float(data.train.x), x, CODE_DIM)
     r.metrics.update(code_dim=CODE_DIM, pca_psnr=float(psnr(pca, x).mean()))
     for key, label in (
         ("pca", f"PCA, {CODE_DIM} components"),
-        ("mlp", "MLP AE"),
-        ("conv", "conv AE"),
+        ("mlp", f"MLP AE, {b.epochs} epochs"),
+        ("mlp_at_conv", f"MLP AE, {b.conv_epochs} epochs"),
+        ("conv", f"conv AE, {b.conv_epochs} epochs"),
     ):
         ssim = f" / SSIM {rec[key]['ssim']:.4f}" if key in rec else ""
         r.numbers.append((f"{label}: test PSNR", f"{r.metrics[f'{key}_psnr']:.2f} dB{ssim}"))
