@@ -211,6 +211,12 @@ def test_a_claim_whose_part_did_not_run_is_not_measured():
     for key in ("vae_blurry", "vae_hybrids", "vq_sharper", "vq_beats_vae"):
         assert judged[key].holds is None and "vae" in judged[key].evidence
     assert judged["priors_beat_unigram"].holds is True
+    no_priors = _numbers_where_every_claim_holds()
+    no_priors["vqvae"] = {
+        k: v for k, v in no_priors["vqvae"].items() if not k.startswith(("bits_", "fid_"))
+    }
+    judged = {c.key: c for c in evaluate_claims(no_priors)}
+    assert judged["priors_beat_unigram"].holds is None and judged["vq_beats_vae"].holds is None
 
 
 @pytest.mark.slow

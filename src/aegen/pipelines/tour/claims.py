@@ -43,6 +43,7 @@ class ClaimSpec:
     needs: tuple[str, ...]
     holds: Callable[[Numbers], bool]
     evidence: Callable[[Numbers], str]
+    per_prior: bool = False  # also needs the numbers of at least one prior (vqvae.bits_*)
 
 
 def _db(x: float) -> str:
@@ -269,6 +270,7 @@ CLAIMS: tuple[ClaimSpec, ...] = (
             + ", ".join(f"{p} {n[f'vqvae.bits_{p}']:.3f}" for p in _prior_names(n))
             + f"; unigram entropy {n['vqvae.unigram_bits']:.3f}"
         ),
+        per_prior=True,
     ),
     ClaimSpec(
         "codebook_used",
@@ -298,6 +300,7 @@ CLAIMS: tuple[ClaimSpec, ...] = (
             )
             + f"; VAE {n['vae.fid']:.1f}"
         ),
+        per_prior=True,
     ),
 )
 
@@ -314,7 +317,7 @@ def evaluate_claims(
     out = []
     for s in specs:
         missing = [k for k in s.needs if k not in n]
-        if s.key in ("priors_beat_unigram", "vq_beats_vae") and not _prior_names(n):
+        if s.per_prior and not _prior_names(n):
             missing.append("vqvae.bits_*")
         if missing:
             parts = sorted({k.split(".")[0] for k in missing})

@@ -70,12 +70,12 @@ def run(t: Tour, d: Path) -> PartResult:
                 f"{row['test_acc']:.2%} (validation {row['val_acc']:.2%})",
             )
         )
+    r.metrics["n_test"] = len(t.data().test)  # behind the standard error of a difference
     for name, fraction in (("few", b.few), ("more", b.more)):
         ae, scratch = _pick(rows, fraction)
         r.metrics[f"{name}_fraction"] = fraction
         r.metrics[f"{name}_ae"] = ae["test_acc"]
         r.metrics[f"{name}_scratch"] = scratch["test_acc"]
-        r.metrics["n_test"] = len(t.data().test)
         r.numbers.append(
             (
                 f"{fraction:.0%} of the labels: AE-based (the {ae['column']} column, best on validation) "
