@@ -307,6 +307,9 @@ class TrainConfig:
     fused: bool = False  # fused AdamW: one kernel updates all parameters (CPU and GPU)
     num_threads: int = bounded(0, ge=0)  # 0: torch's default (one per physical core)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when there is a GPU
+    # a wall-clock budget: stop at the first step boundary after it (0: off); the schedule's
+    # horizon stays `epochs`, so a run stopped by time ends before its cosine reaches zero
+    max_minutes: float = bounded(0.0, ge=0)
 
 
 @dataclass

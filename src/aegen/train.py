@@ -12,6 +12,16 @@ the optimizer, the step, the position inside the epoch and every RNG state, and
 each epoch's order is rebuilt from (seed, epoch), so a resumed run takes the same
 steps as an uninterrupted one.
 
+``train.max_minutes`` is a wall-clock budget: after the first optimiser step that
+ends past it, the epoch in progress is closed (validation, its row, best weights,
+the checkpoint) and the run is finished. The seconds spent are kept in the
+checkpoint (``elapsed_s``), so a resumed run counts them; the time between the
+last checkpoint and a kill is not counted. The learning-rate schedule does not
+know the budget: its horizon stays ``epochs``, so the step-to-rate map is the same
+with or without a budget (and a resumed run takes the same steps), and a run
+stopped by time ends before a cosine reaches zero — pair a budget with
+``schedule=constant`` or with ``epochs`` set to the horizon you want.
+
 :meth:`Trainer.fit` is a loop over named steps: ``_start`` (checks, resume or
 seed, compile, DDP), then per epoch ``_train_epoch`` (``_train_step`` per batch,
 with the non-finite-loss policy and mid-epoch checkpoints) and ``_finish_epoch``
@@ -72,6 +82,7 @@ __all__ = [
 ]
 
 CPU = torch.device("cpu")
+budget_clock = time.perf_counter  # what train.max_minutes is measured with (tests replace it)
 LossFn = Callable[[Batch], tuple[torch.Tensor, dict[str, Any]]]
 
 
@@ -279,6 +290,9 @@ class Trainer:
         self.best_val = math.inf
         self.history: list[dict[str, Any]] = []
         self._partial: dict[str, float] = {}  # sums of this epoch's logs so far (for resume)
+        self.elapsed_before = 0.0  # training seconds of earlier sessions (train.max_minutes)
+        self.out_of_time = False  # latched at a step boundary once train.max_minutes is spent
+        self._t_fit = budget_clock()
         self.log = RunLog(None, show=False)  # replaced by fit
 
     # ------------------------------------------------------------------ state
@@ -302,7 +316,9 @@ class Trainer:
             "rng": gathered,  # one entry per rank
             "world": self.world,
             "tag": self.tag,
-            "finished": self.epoch >= self.cfg.epochs,
+            "elapsed_s": self.elapsed(),
+            "out_of_time": self.out_of_time,
+            "finished": self.epoch >= self.cfg.epochs or self.out_of_time,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -319,7 +335,24 @@ class Trainer:
         self.best_val = float(state["best_val"])
         self._partial = {k: float(v) for k, v in state["partial"].items()}
         self.history = self.history[: int(state["rows"])]
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        self.out_of_time = bool(state.get("out_of_time", False))
         restore_rng(state["rng"][self.rank], self.device)
+
+    def elapsed(self) -> float:
+        """Training seconds so far, earlier sessions of a resumed run included."""
+        return self.elapsed_before + budget_clock() - self._t_fit
+
+    def _spent_budget(self) -> bool:
+        """Whether train.max_minutes is spent; under DDP one rank past it stops them all, together."""
+        if not self.cfg.max_minutes:
+            return False
+        up = self.elapsed() >= 60.0 * self.cfg.max_minutes
+        if self.world > 1:
+            flag = torch.tensor([float(up)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            up = bool(flag.item())
+        return up
 
     def checkpoint(self) -> None:
         """Write weights + state (rank 0); every rank takes part in gathering the state."""
@@ -361,11 +394,13 @@ class Trainer:
         return {k: float(v) / total for k, v in zip(keys, vec[:-1].tolist(), strict=True)}
 
     def fit(self, data: Dataset, resume: bool = False) -> FitResult:
-        """Train until ``cfg.epochs`` epochs are done (continuing a checkpoint if ``resume``)."""
+        """Train until ``cfg.epochs`` epochs are done or ``cfg.max_minutes`` is spent
+        (continuing a checkpoint if ``resume``)."""
         plan = self._start(data, resume)
         t_start = time.perf_counter()
+        self._t_fit = budget_clock()
         val: dict[str, float] = {}
-        while self.epoch < self.cfg.epochs:
+        while self.epoch < self.cfg.epochs and not self.out_of_time:
             epoch = self._train_epoch(plan)
             val = self._finish_epoch(plan, data, epoch)
         self._end()
@@ -443,6 +478,9 @@ class Trainer:
             if self.log.show and (i % 25 == 0 or i == plan.steps_per_epoch - 1):
                 bar.set_postfix(loss=f"{_as_float(loss):.4g}", refresh=False)
             bar.update(1)
+            if self._spent_budget():
+                self.out_of_time = True
+                break
             if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and i + 1 < plan.steps_per_epoch:
                 self._partial = {k: _as_float(v) for k, v in epoch.sums.items()}
                 self._partial["skipped"] = float(epoch.skipped)
@@ -486,7 +524,8 @@ class Trainer:
     def _finish_epoch(self, plan: _Plan, data: Dataset, epoch: _Epoch) -> dict[str, float]:
         """Validate, add the epoch's row to the log, keep the best weights, checkpoint."""
         cfg = self.cfg
-        train_logs = self._reduce(epoch.sums, float(plan.steps_per_epoch - epoch.skipped))
+        done = self.step_in_epoch  # all steps_per_epoch, unless the time budget cut it short
+        train_logs = self._reduce(epoch.sums, float(done - epoch.skipped))
         val = self.validate(data)
         row: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.step}
         if self.tag:
@@ -497,7 +536,7 @@ class Trainer:
         if epoch.skipped:
             row["skipped_batches"] = epoch.skipped
         row["seconds"] = epoch.seconds
-        images = (plan.steps_per_epoch - epoch.first) * cfg.batch_size
+        images = (done - epoch.first) * cfg.batch_size
         row["images_per_s"] = images / max(epoch.seconds, 1e-9)
         self.history.append(row)
         self.epoch += 1
