@@ -33,6 +33,7 @@ COMMANDS = [
     "train-prior",
     "generate",
     "pipeline",
+    "compare-generators",
     "features",
     "eval",
     "report",

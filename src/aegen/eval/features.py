@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ __all__ = [
     "DomainFeatures",
     "FeatureNet",
     "FeatureNetConfig",
+    "cached_or_trained",
     "default_features_dir",
     "load_features",
     "train_features",
@@ -208,3 +211,28 @@ def train_features(
         }
         atomic_write_json(out / FEATURES_JSON, info)
     return load_features(out)
+
+
+def cached_or_trained(
+    data: Dataset,
+    local: str | os.PathLike,
+    epochs: int,
+    seed: int = 0,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> DomainFeatures:
+    """The feature network for ``data``: the cached one (``aegen features train``), else the
+    one in ``local``, else one trained into ``local`` (a killed training there is discarded)."""
+    cached = default_features_dir(data.name)
+    if (cached / FEATURES_JSON).is_file():
+        return load_features(cached)
+    local = Path(local)
+    if (local / FEATURES_JSON).is_file():
+        return load_features(local)
+    if local.exists():  # a killed training: nothing of value
+        with RunLock(local):
+            pass
+        shutil.rmtree(local)
+    if log is not None:
+        log(f"  training a feature network for FID/KID ({epochs} epochs) into {local}")
+    return train_features(data, local, epochs=epochs, seed=seed, progress=progress)

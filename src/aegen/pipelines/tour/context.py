@@ -15,7 +15,7 @@ from ...checkpoint import load
 from ...data.datasets import Dataset, load_data
 from ...eval.metrics import METRICS_JSON, read_metrics_json, update_metrics_json
 from ...files import ensure_dir
-from ...runs import discard_unfinished, finish_run, make_run_config, stage_state, train_run
+from ...runs import finish_run, make_run_config, stage_state, train_run
 from ...viz import save_grid
 from .budget import Budget
 
@@ -68,30 +68,17 @@ class Tour:
     def features(self):
         """The feature network every score uses: the cached one for this data set, else one
         trained here (once per tour, into ``DIR/features``)."""
-        from ...eval.features import default_features_dir, load_features, train_features
+        from ...eval.features import cached_or_trained
 
-        if self._features is not None:
-            return self._features
-        cached = default_features_dir(self.data().name)
-        if (cached / "features.json").is_file():
-            self._features = load_features(cached)
-            return self._features
-        local = self.out / "features"
-        if (local / "features.json").is_file():
-            self._features = load_features(local)
-            return self._features
-        if local.exists():  # a killed training: nothing of value
-            discard_unfinished(local)
-        self.log(
-            f"  training a feature network for FID/KID ({self.budget.features_epochs} epochs) into {local}"
-        )
-        self._features = train_features(
-            self.data(),
-            local,
-            epochs=self.budget.features_epochs,
-            seed=self.seed,
-            progress=self.progress,
-        )
+        if self._features is None:
+            self._features = cached_or_trained(
+                self.data(),
+                self.out / "features",
+                self.budget.features_epochs,
+                self.seed,
+                self.progress,
+                self.log,
+            )
         return self._features
 
     def train(
