@@ -9,7 +9,13 @@ from aegen.pipelines import generators as gen
 from aegen.pipelines.generators import THRESHOLDS, caption, compare_generators
 
 REF = {"recall": 0.8, "precision": 0.8, "entropy_nats": 2.3, "sharpness": 1.0}
-GOOD = {"recall": 0.7, "precision": 0.75, "entropy_nats": 2.25, "sharpness": 0.95, "rare_classes": []}
+GOOD = {
+    "recall": 0.7,
+    "precision": 0.75,
+    "entropy_nats": 2.25,
+    "sharpness": 0.95,
+    "rare_classes": [],
+}
 
 
 def test_a_family_like_the_data_is_captioned_sharp_and_covering():
@@ -67,7 +73,7 @@ def test_unknown_and_missing_families_are_one_line_errors(cli, tmp_path, monkeyp
 
 # few scored samples, a 4-sample IWAE bound on 20 images: the plumbing, not the numbers
 OPTIONS = EvalOptions(n=40, seed=0, kid_subsets=5, kid_subset_size=20, nll_images=20, iwae_k=4)
-SMALL = dict(data="synthetic", limit=600, eval_n=40, features_epochs=1, options=OPTIONS,
+SMALL = dict(data="synthetic", limit=300, eval_n=40, features_epochs=1, options=OPTIONS,
              progress=False, log=lambda _m: None)  # fmt: skip
 
 
@@ -115,8 +121,9 @@ def test_an_interrupted_family_resumes(compared, tmp_path):
     """A family whose checkpoint says unfinished is resumed, not started again."""
     import shutil
 
-    from aegen.checkpoint import TRAIN_STATE
     import torch
+
+    from aegen.checkpoint import TRAIN_STATE
 
     out = tmp_path / "cmp"
     shutil.copytree(compared[0], out)

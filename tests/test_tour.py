@@ -232,3 +232,43 @@ def test_quick_tour_on_fashion_mnist_shows_every_claim(tmp_path, seed):
     claims = json.loads((out / "tour.json").read_text())["claims"]
     failed = [f"{c['text']}: {c['evidence']}" for c in claims if c["holds"] is not True]
     assert not failed, "\n".join(failed)
+
+
+def _tiny_tour(out):
+    from aegen.pipelines.tour import BUDGETS
+    from aegen.pipelines.tour.context import Tour
+
+    return Tour(out, BUDGETS["tiny"], "synthetic", progress=False, log=lambda _m: None)
+
+
+def test_the_generators_part_says_not_run_while_a_family_is_missing(tmp_path, monkeypatch):
+    from aegen.pipelines import generators as gen
+    from aegen.pipelines.tour import generators as part
+
+    monkeypatch.setitem(gen.RECIPES, "gan", gen.Recipe("no-such-gan", (), False))
+    d = tmp_path / "6-generators"
+    d.mkdir()
+    r = part.run(_tiny_tour(tmp_path), d)
+    assert r.numbers[0][0] == "not run" and "not installed: gan" in r.numbers[0][1]
+    assert not r.metrics and not r.figures and not any(d.iterdir())
+
+
+def test_the_generators_part_compares_the_installed_families(tmp_path, monkeypatch):
+    from aegen.pipelines import generators as gen
+    from aegen.pipelines.tour import generators as part
+
+    # a stand-in "gan" (a small VAE) shows the part's plumbing while the real one is not merged
+    monkeypatch.setattr(gen, "FAMILIES", ("vae", "gan"))
+    monkeypatch.setitem(gen.RECIPES, "gan", gen.Recipe("vae-mlp", ("model.latent_dim=4",), False))
+    d = tmp_path / "6-generators"
+    d.mkdir()
+    r = part.run(_tiny_tour(tmp_path), d)
+    assert set(r.metrics) == {"fid_vae", "fid_gan", "entropy_vae", "entropy_gan", "fid_data"}
+    assert [rel for rel, _ in r.figures] == [
+        "6-generators/vae/samples.png",
+        "6-generators/gan/samples.png",
+    ]
+    saved = json.loads((d / "generators.json").read_text())
+    for (_, text), fam in zip(r.figures, ("vae", "gan"), strict=True):
+        assert text == f"{fam}: {saved['families'][fam]['caption']}"
+    assert r.metrics["fid_gan"] == saved["families"]["gan"]["fid"]

@@ -58,8 +58,8 @@ from ..models.abilities import Samples, ScoresLikelihood
 from ..prior_runs import load_prior
 from ..priors.sampling import sample_with
 from ..registry import entry
-from ..runs import make_run_config, stage_state, train_run
 from ..runlog import RunLog
+from ..runs import make_run_config, stage_state, train_run
 from ..viz import save_grid
 from .vq_prior import run_pipeline
 
@@ -152,7 +152,9 @@ def caption(
             f"(data {er:.2f})" + (f", rare or missing: {', '.join(rare)}" if rare else "")
         )
     else:
-        parts.append(f"covers the classes: class entropy {e:.2f} nats (data {er:.2f}), recall {r:.2f}")
+        parts.append(
+            f"covers the classes: class entropy {e:.2f} nats (data {er:.2f}), recall {r:.2f}"
+        )
     p, pr = scores["precision"], reference["precision"]
     if p < t["off_precision"] * pr:
         parts.append(f"off the data: precision {p:.2f} (data {pr:.2f})")
@@ -178,7 +180,9 @@ def check_families(families: list[str]) -> list[str]:
     """The families in the lecture's order; an unknown or not-installed one is a UserError."""
     unknown = [f for f in families if f not in RECIPES]
     if unknown:
-        raise UserError(f"unknown generator family {unknown[0]!r}; choose from {', '.join(FAMILIES)}")
+        raise UserError(
+            f"unknown generator family {unknown[0]!r}; choose from {', '.join(FAMILIES)}"
+        )
     if not families:
         raise UserError(f"--families is empty; choose from {', '.join(FAMILIES)}")
     missing = []
@@ -242,7 +246,9 @@ def _train_model(
     state = stage_state(run_dir, run.to_json(), ("model", "model_config", "train", "data"), family)
     if state == "done":
         return "skipped"
-    log(f"  {family}: {'resuming' if state == 'resume' else 'training'} {recipe.model} for {s.minutes:g} min")
+    log(
+        f"  {family}: {'resuming' if state == 'resume' else 'training'} {recipe.model} for {s.minutes:g} min"
+    )
     train_run(None if state == "resume" else run, run_dir, resume=state == "resume",
               progress=progress, data=data)  # fmt: skip
     return "resumed" if state == "resume" else "trained"
@@ -323,7 +329,9 @@ def _score(
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """Sample scores, class coverage and sharpness of ``sampler``'s images, and the images."""
     timed = TimedSampler(sampler)
-    ev = evaluate_run(run_dir, data, features, options, only=("samples",), sampler=timed, model=model)
+    ev = evaluate_run(
+        run_dir, data, features, options, only=("samples",), sampler=timed, model=model
+    )
     sm = ev.sections["samples"]
     images = timed.images()
     cov = class_coverage(features.net, images)
@@ -379,7 +387,9 @@ def _load_family(family: str, runs: dict[str, Path]):
         return runs["prior"], prior, sampler, _params(vq, prior), sv + sp, nv + np_, extra
     model = load(runs["run"]).eval()
     if not isinstance(model, Samples):
-        raise UserError(f"{runs['run']}: a {load_config(runs['run'])['model']} model does not sample")
+        raise UserError(
+            f"{runs['run']}: a {load_config(runs['run'])['model']} model does not sample"
+        )
     sec, steps = train_seconds(runs["run"])
     sampler = lambda n, g: model.sample(n, generator=g)  # noqa: E731
     return runs["run"], model, sampler, _params(model), sec, steps, {}
@@ -403,6 +413,7 @@ def compare_generators(
     eval_n: int = 10_000,
     features_epochs: int = 4,
     existing: dict[str, dict[str, Path]] | None = None,
+    features: DomainFeatures | None = None,
     options: EvalOptions | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
@@ -413,7 +424,8 @@ def compare_generators(
 
     ``existing`` names already-trained runs to score instead of training a family
     (``{"vae": {"run": DIR}}``, ``{"vqvae": {"vqvae": DIR, "prior": DIR}}``: the
-    tour's); their own training time is reported.
+    tour's); their own training time is reported. ``features`` is the network to score
+    with (default: the cached one for the data set, else one trained into DIR/features).
     """
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if not (minutes > 0 and math.isfinite(minutes)):
@@ -432,7 +444,10 @@ def compare_generators(
         nll_images=min(1000, len(dataset.test)), iwae_k=100,
     )  # fmt: skip
     ensure_dir(out)
-    features = cached_or_trained(dataset, out / "features", features_epochs, seed, progress, say)
+    if features is None:
+        features = cached_or_trained(
+            dataset, out / "features", features_epochs, seed, progress, say
+        )
     test_x = to_float(dataset.test.x[:n])
     test_sharpness = float(laplacian_variance(test_x).mean())
     test_cov = class_coverage(features.net, dataset.test.x)
@@ -573,7 +588,9 @@ def section_html(summary: dict[str, Any], out: Path) -> list[str]:
             f"<td{' class=best' if best.get(k) == fam else ''}>{e(text)}</td>"
             for (_, k, _), text in zip(COLUMNS, _cells(row), strict=True)
         )
-        body.append(f'<tr data-family="{e(fam)}"><th>{e(fam)}</th><td>{e(row["model"])}</td>{cells}</tr>')
+        body.append(
+            f'<tr data-family="{e(fam)}"><th>{e(fam)}</th><td>{e(row["model"])}</td>{cells}</tr>'
+        )
     ref = {**summary["reference"], "train_seconds": None, "sample_images_per_s": None}
     body.append('<tr class="info"><th>training images</th><td>(reference)</td>'
                 + "".join(f"<td>{e(t)}</td>" for t in _cells(ref)) + "</tr>")  # fmt: skip

@@ -2,7 +2,7 @@
 
 The parts follow the lecture's order — autoencoders, classification and
 semi-supervised learning, the probability primer, the VAE, the VQ-VAE with its
-priors — one module each, holding its budget, its runs and its captions; each
+priors, the types of image generators side by side — one module each, holding its budget, its runs and its captions; each
 writes under ``DIR/<n>-<part>/``. When a part finishes, its numbers, figures and
 raw metrics go into ``DIR/tour.json`` (atomically); a tour run again into the
 same directory skips the parts recorded there, and inside an interrupted part
@@ -27,7 +27,7 @@ from typing import Any
 from ...errors import UserError
 from ...files import RunLock, atomic_write_json, atomic_write_text, ensure_dir
 from ...version import __version__
-from . import autoencoders, primer, semisup, vae, vqvae
+from . import autoencoders, generators, primer, semisup, vae, vqvae
 from .budget import BUDGETS, Budget
 from .claims import CLAIMS, Claim, evaluate_claims
 from .context import PartResult, Tour
@@ -48,7 +48,7 @@ __all__ = [
 
 TOUR_JSON = "tour.json"
 REPORT = "report.html"
-MODULES = (autoencoders, semisup, primer, vae, vqvae)  # the lecture's order
+MODULES = (autoencoders, semisup, primer, vae, vqvae, generators)  # the lecture's order
 PARTS: dict[str, tuple[str, str, Callable[[Tour, Path], PartResult]]] = {
     m.KEY: (m.TITLE, m.INTRO, m.run) for m in MODULES
 }
