@@ -4,11 +4,20 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import aegen
 from aegen.data.loader import Batch, to_float
-from aegen.errors import DataError
-from aegen.quantize import VectorQuantizer, code_usage, kmeans, nearest_code, squared_distances
+from aegen.errors import ConfigError, DataError
+from aegen.quantize import (
+    FiniteScalarQuantizer,
+    VectorQuantizer,
+    code_usage,
+    kmeans,
+    nearest_code,
+    rotate_to,
+    squared_distances,
+)
 
 
 def test_lecture_toy_codebook():
@@ -203,3 +212,146 @@ def test_ema_without_kmeans_keeps_unused_codes_where_they_were():
     unused[out.indices.unique()] = False
     assert torch.isfinite(vq.codebook).all()
     assert torch.allclose(vq.codebook.detach()[unused], start[unused], atol=1e-4)
+
+
+# --------------------------------------------------------------------------- options: cosine,
+# the rotation trick, finite scalar quantization
+
+
+def _rotation_matrix(e: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """λR for one pair of vectors, built as a matrix from its definition."""
+    e_hat, q_hat = e / e.norm(), q / q.norm()
+    r = (e_hat + q_hat) / (e_hat + q_hat).norm()
+    eye = torch.eye(len(e), dtype=e.dtype)
+    rot = eye - 2 * torch.outer(r, r) + 2 * torch.outer(q_hat, e_hat)
+    return (q.norm() / e.norm()) * rot
+
+
+def test_rotate_to_maps_e_onto_q_with_the_gradient_of_a_fixed_rotation():
+    g = torch.Generator().manual_seed(0)
+    e = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    q = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    out = rotate_to(e, q)
+    assert torch.allclose(out, q, atol=1e-12)  # the value is q
+    upstream = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    (out * upstream).sum().backward()
+    for i in range(5):
+        m = _rotation_matrix(e[i].detach(), q[i])
+        assert torch.allclose(m @ e[i].detach(), q[i], atol=1e-12)  # R is a rotation onto q
+        assert torch.allclose(
+            m.T @ m / (q[i].norm() / e[i].norm()) ** 2, torch.eye(6, dtype=m.dtype)
+        )
+        assert torch.allclose(e.grad[i], m.T @ upstream[i], atol=1e-12)
+    # not the straight-through gradient: that would hand back the upstream gradient unchanged
+    assert not torch.allclose(e.grad, upstream, atol=1e-3)
+
+
+def test_rotation_trick_in_the_quantizer_keeps_values_and_changes_gradients():
+    torch.manual_seed(0)
+    z = torch.randn(2, 4, 3, 3)
+    grads = {}
+    for trick in (False, True):
+        vq = VectorQuantizer(
+            num_codes=16, dim=4, ema=False, kmeans_init=False, rotation_trick=trick
+        )
+        vq.codebook.data.copy_(torch.randn(16, 4, generator=torch.Generator().manual_seed(1)))
+        zz = z.clone().requires_grad_(True)
+        out = vq.eval()(zz)
+        assert torch.equal(out.quantized, vq.codebook.detach()[out.indices].permute(0, 3, 1, 2))
+        upstream = torch.ones_like(out.quantized)
+        (out.quantized * upstream).sum().backward()
+        grads[trick] = zz.grad
+    assert torch.equal(grads[False], torch.ones_like(z))  # straight-through
+    assert not torch.allclose(grads[True], grads[False], atol=1e-3)
+
+
+def test_cosine_codes_are_unit_and_ignore_the_vectors_length():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(num_codes=8, dim=3, ema=True, cosine=True, restart_threshold=0)
+    z = torch.randn(4, 3, 5, 5)
+    vq.train()
+    for _ in range(3):
+        vq(z)  # k-means init, then EMA steps
+    assert torch.allclose(vq.codebook.detach().norm(dim=1), torch.ones(8), atol=1e-5)
+    vq.eval()
+    out = vq(z)
+    flat = z.permute(0, 2, 3, 1).reshape(-1, 3)
+    best_cos = (F.normalize(flat, dim=1) @ vq.codebook.detach().T).argmax(1)
+    assert torch.equal(out.indices.flatten(), best_cos)
+    scaled = z * torch.rand(4, 1, 5, 5) * 10  # lengths change, directions do not
+    assert torch.equal(vq(scaled).indices, out.indices)
+    # a learned (not EMA) cosine codebook is read normalised even if the optimiser moved it
+    learned = VectorQuantizer(num_codes=8, dim=3, ema=False, kmeans_init=False, cosine=True)
+    learned.codebook.data.mul_(7.0)
+    assert torch.allclose(learned.codes().norm(dim=1), torch.ones(8), atol=1e-5)
+
+
+def test_fsq_grid_indices_and_codes_agree():
+    torch.manual_seed(0)
+    fsq = FiniteScalarQuantizer(levels=(4, 5, 3), dim=6)
+    assert fsq.num_codes == 60
+    every = torch.arange(60)
+    grid = fsq.grid_of(every)  # (60, 3), each dimension on its own levels in [−1, 1]
+    assert grid.min() >= -1 and grid.max() <= 1
+    assert len({tuple(row) for row in grid.tolist()}) == 60  # every index its own point
+    assert torch.equal(fsq._to_index(grid), every)  # index ↔ point is a bijection
+    z = torch.randn(8, 6, 7, 7) * 3
+    out = fsq(z)
+    assert out.indices.shape == (8, 7, 7)
+    assert out.indices.min() >= 0 and out.indices.max() < 60
+    assert torch.equal(out.quantized, fsq.lookup(out.indices))
+    assert torch.equal(fsq.indices(z), out.indices)
+    assert out.loss.item() == 0.0
+    # many random vectors reach every grid point: nothing can die
+    wide = fsq(torch.randn(64, 6, 7, 7) * 5)
+    assert wide.codes_used == 60
+
+
+def test_fsq_rounds_with_a_straight_through_gradient():
+    torch.manual_seed(0)
+    fsq = FiniteScalarQuantizer(levels=(5, 5), dim=4)
+    z = torch.randn(2, 4, 3, 3, requires_grad=True)
+    fsq(z).quantized.sum().backward()
+    assert z.grad.abs().sum() > 0 and fsq.project_in.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="at least 2"):
+        FiniteScalarQuantizer(levels=(4, 1))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"cosine": True},
+        {"rotation_trick": True},
+        {"quantizer": "fsq", "fsq_levels": (2, 2, 2, 2, 2)},
+    ],
+)
+def test_vqvae_with_quantizer_options_round_trips_and_learns(options, small_synthetic):
+    torch.manual_seed(0)
+    model = aegen.build_model(
+        "vqvae", num_codes=32, codebook_dim=8, channels=(8, 16), res_dim=8, **options
+    )
+    x = to_float(small_synthetic.train.x[:64])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    first = None
+    for _ in range(40):
+        loss, _ = model.loss(Batch(x, small_synthetic.train.y[:64]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < 0.7 * first
+    model.eval()
+    idx = model.encode_indices(x)
+    assert idx.min() >= 0 and idx.max() < 32
+    assert torch.allclose(model.decode_indices(idx), model.reconstruct(x), atol=1e-6)
+    assert model.codebook.shape == (32, 8)
+
+
+def test_vqvae_quantizer_options_are_checked():
+    with pytest.raises(ConfigError, match="make 256 codes"):
+        aegen.build_model("vqvae", quantizer="fsq", num_codes=512)
+    with pytest.raises(ConfigError, match="quantizer=vq only"):
+        aegen.build_model("vqvae", quantizer="fsq", cosine=True)
+    with pytest.raises(ConfigError, match="fsq_levels"):
+        aegen.build_model("vqvae", quantizer="fsq", fsq_levels=(4, 1))

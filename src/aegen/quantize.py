@@ -14,7 +14,18 @@ the same shape as the input.
   outputs, k-means initialisation from the first training batch, and the
   perplexity and number of codes used.
 
-What it does not do: product/residual quantization, or cosine-similarity codes.
+- Options users of VQ libraries expect: ``cosine=True`` compares directions only
+  (encoder vectors and codes are unit length, the distance is 2 − 2·cos); and
+  ``rotation_trick=True`` replaces the straight-through gradient by the rotation
+  trick (Fifty et al., 2024): the encoder vector e is carried to its code q by the
+  rotation and rescaling that maps e onto q, held constant in the backward pass, so
+  the gradient reaching the encoder keeps the angle between e and q instead of
+  being copied unchanged.
+- :class:`FiniteScalarQuantizer` (FSQ, Mentzer et al., 2023): no codebook to learn
+  or collapse; each of a few projected dimensions is bounded and rounded to one of
+  L levels, and the K = ∏L codes are the grid points.
+
+What it does not do: product/residual quantization.
 """
 
 from __future__ import annotations
@@ -27,12 +38,14 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "FiniteScalarQuantizer",
     "QuantizerOutput",
     "VectorQuantizer",
     "code_usage",
     "entropy_bits",
     "kmeans",
     "nearest_code",
+    "rotate_to",
     "squared_distances",
 ]
 
@@ -119,6 +132,25 @@ def kmeans(
     return c, counts
 
 
+def rotate_to(e: torch.Tensor, q: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """The rotation trick: ``q``'s value, with the gradient of a fixed rotation of ``e``.
+
+    ``e`` and ``q`` are (N, D) rows. Returns λ·R·e where R rotates the direction of e
+    onto that of q (the Householder-based form R = I − 2rrᵀ + 2q̂êᵀ with r the unit
+    bisector of ê and q̂) and λ = ‖q‖/‖e‖; R and λ are held constant (no gradient), so
+    the gradient w.r.t. e is (λR)ᵀ times the incoming one. The value equals q up to
+    rounding; callers that need q exactly add ``(q - out).detach()``.
+    """
+    e_norm = e.detach().norm(dim=1, keepdim=True).clamp_min(eps)
+    q_norm = q.detach().norm(dim=1, keepdim=True).clamp_min(eps)
+    e_hat, q_hat = e.detach() / e_norm, q.detach() / q_norm
+    r = F.normalize(e_hat + q_hat, dim=1, eps=eps)
+    rotated = (
+        e - 2 * r * (r * e).sum(1, keepdim=True) + 2 * q_hat * (e_hat * e).sum(1, keepdim=True)
+    )
+    return rotated * (q_norm / e_norm)
+
+
 @dataclass
 class QuantizerOutput:
     """What :meth:`VectorQuantizer.forward` returns.
@@ -177,13 +209,18 @@ class VectorQuantizer(nn.Module):
         kmeans_iters: int = 10,
         restart_threshold: float = 0.05,
         usage_decay: float = 0.9,
+        cosine: bool = False,
+        rotation_trick: bool = False,
     ):
         super().__init__()
+        self.cosine, self.rotation_trick = cosine, rotation_trick
         self.num_codes, self.dim, self.beta = num_codes, dim, beta
         self.ema, self.decay, self.eps = ema, decay, eps
         self.kmeans_init, self.kmeans_iters = kmeans_init, kmeans_iters
         self.restart_threshold, self.usage_decay = restart_threshold, usage_decay
         init = torch.empty(num_codes, dim).uniform_(-1.0 / num_codes, 1.0 / num_codes)
+        if cosine:
+            init = F.normalize(init, dim=1)
         # with EMA the optimiser must leave the codebook alone: requires_grad=False
         self.codebook = nn.Parameter(init, requires_grad=not ema)
         # persistent state, so a resumed run continues exactly
@@ -196,15 +233,22 @@ class VectorQuantizer(nn.Module):
 
     # ------------------------------------------------------------------ lookups
 
+    def codes(self) -> torch.Tensor:
+        """The (K, D) code vectors in use: the codebook, unit rows when ``cosine``
+        (the codebook loss may move learned rows off the sphere; they are read normalised)."""
+        return F.normalize(self.codebook, dim=1) if self.cosine else self.codebook
+
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Codebook vectors of ``indices`` (B, H, W) as a (B, D, H, W) map."""
-        return F.embedding(indices, self.codebook).permute(0, 3, 1, 2)
+        return F.embedding(indices, self.codes()).permute(0, 3, 1, 2)
 
     def indices(self, z: torch.Tensor) -> torch.Tensor:
         """Nearest-code indices (B, H, W) of an encoder map ``z`` (B, D, H, W)."""
         flat = z.detach().float().permute(0, 2, 3, 1)  # (B, H, W, D)
+        if self.cosine:
+            flat = F.normalize(flat, dim=-1)
         with torch.autocast(z.device.type, enabled=False):
-            return nearest_code(flat, self.codebook.detach().float())
+            return nearest_code(flat, self.codes().detach().float())
 
     # ------------------------------------------------------------------ forward
 
@@ -218,18 +262,27 @@ class VectorQuantizer(nn.Module):
         # picks a different nearest code often enough to matter.
         with torch.autocast(z.device.type, enabled=False):
             z = z.float()
+            if self.cosine:  # directions only: unit vectors against unit codes
+                z = F.normalize(z, dim=1)
             flat = z.detach().permute(0, 2, 3, 1).reshape(-1, self.dim)  # (B·H·W, D)
             if self.training and not bool(self.initialized):
                 self._kmeans_init(flat)
-            idx = nearest_code(flat, self.codebook.detach())  # (B·H·W,)
+            idx = nearest_code(flat, self.codes().detach())  # (B·H·W,)
             b, _, h, w = z.shape
             indices = idx.view(b, h, w)
             zq = self.lookup(indices)  # (B, D, H, W), a copy: later in-place updates leave it be
             commitment = F.mse_loss(z, zq.detach())
             codebook_loss = z.new_zeros(()) if self.ema else F.mse_loss(zq, z.detach())
-            # Straight-through: the value is exactly zq (z − sg[z] is exactly 0), and the
-            # gradient w.r.t. z is the decoder's gradient w.r.t. zq, unchanged.
-            quantized = zq.detach() + (z - z.detach())
+            if self.rotation_trick:
+                # the value is exactly zq; the gradient is that of λR·z (see rotate_to)
+                e = z.permute(0, 2, 3, 1).reshape(-1, self.dim)
+                rot = rotate_to(e, zq.detach().permute(0, 2, 3, 1).reshape(-1, self.dim))
+                rot = rot.view(b, h, w, self.dim).permute(0, 3, 1, 2)
+                quantized = zq.detach() + (rot - rot.detach())
+            else:
+                # Straight-through: the value is exactly zq (z − sg[z] is exactly 0), and
+                # the gradient w.r.t. z is the decoder's gradient w.r.t. zq, unchanged.
+                quantized = zq.detach() + (z - z.detach())
             perplexity, used = code_usage(idx, self.num_codes)
             if self.training:
                 self._update(flat, idx)
@@ -248,6 +301,8 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _kmeans_init(self, flat: torch.Tensor) -> None:
         centres, counts = kmeans(flat, self.num_codes, self.kmeans_iters)
+        if self.cosine:
+            centres = F.normalize(centres, dim=1)
         self.codebook.data.copy_(centres)
         self.usage.copy_(counts)  # a code no vector chose is dead from the start
         if self.ema:
@@ -269,7 +324,8 @@ class VectorQuantizer(nn.Module):
             self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
             n = self.ema_count.sum()
             smoothed = (self.ema_count + self.eps) / (n + self.num_codes * self.eps) * n
-            self.codebook.data.copy_(self.ema_sum / smoothed[:, None])
+            means = self.ema_sum / smoothed[:, None]
+            self.codebook.data.copy_(F.normalize(means, dim=1) if self.cosine else means)
         if self.restart_threshold > 0:
             dead = (self.usage < self.restart_threshold * mean).nonzero().squeeze(1)
             if dead.numel():
@@ -284,5 +340,93 @@ class VectorQuantizer(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"num_codes={self.num_codes}, dim={self.dim}, beta={self.beta}, ema={self.ema}, "
-            f"decay={self.decay}, restart_threshold={self.restart_threshold}"
+            f"decay={self.decay}, restart_threshold={self.restart_threshold}, "
+            f"cosine={self.cosine}, rotation_trick={self.rotation_trick}"
         )
+
+
+class FiniteScalarQuantizer(nn.Module):
+    """Finite scalar quantization (Mentzer et al., 2023): a grid instead of a codebook.
+
+    An encoder vector of size ``dim`` (D) is projected to d = len(``levels``) numbers;
+    number i is squashed into a range with ``levels[i]`` integer points and rounded to
+    the nearest (straight-through), then scaled into [−1, 1]; the d rounded numbers,
+    projected back to D, are the quantized vector. The K = ∏ levels grid points are the
+    codes; index = the point's mixed-radix number. Nothing can collapse or die (every
+    point stays reachable), there is no codebook or commitment loss, and no k-means
+    or restarts are needed. ``levels=(4, 4, 4, 4)`` gives the lecture's K = 256.
+    """
+
+    def __init__(self, levels: tuple[int, ...] = (4, 4, 4, 4), dim: int = 64, eps: float = 1e-3):
+        super().__init__()
+        if len(levels) < 1 or any(int(n) < 2 for n in levels):
+            raise ValueError(f"FSQ levels must each be at least 2, got {tuple(levels)}")
+        self.levels = tuple(int(n) for n in levels)
+        self.dim, self.eps = dim, eps
+        self.num_codes = math.prod(self.levels)
+        d = len(self.levels)
+        self.project_in = nn.Linear(dim, d)
+        self.project_out = nn.Linear(d, dim)
+        lv = torch.tensor(self.levels, dtype=torch.float32)
+        basis = torch.cumprod(torch.tensor((1, *self.levels[:-1])), 0)
+        self.register_buffer("_levels", lv, persistent=False)
+        self.register_buffer("_basis", basis, persistent=False)
+
+    # the grid: integers in [−⌊L/2⌋, ⌈L/2⌉ − 1] per dimension, scaled by ⌊L/2⌋ into [−1, 1]
+    def _bound(self, u: torch.Tensor) -> torch.Tensor:
+        half_l = (self._levels - 1) * (1 + self.eps) / 2
+        offset = torch.where(self._levels % 2 == 0, 0.5, 0.0)
+        shift = torch.atanh(offset / half_l)
+        return torch.tanh(u + shift) * half_l - offset
+
+    def _scaled(self, u: torch.Tensor) -> torch.Tensor:
+        """(N, d) projections → rounded grid values in [−1, 1], straight-through."""
+        b = self._bound(u)
+        rounded = b + (b.round() - b).detach()
+        return rounded / (self._levels // 2)
+
+    def _to_index(self, scaled: torch.Tensor) -> torch.Tensor:
+        digits = (scaled.detach() * (self._levels // 2)).round() + self._levels // 2
+        return (digits.long() * self._basis).sum(-1)
+
+    def grid_of(self, indices: torch.Tensor) -> torch.Tensor:
+        """(…) indices → (…, d) grid values in [−1, 1]."""
+        digits = (indices.long()[..., None] // self._basis) % self._levels.long()
+        return (digits - self._levels.long() // 2).float() / (self._levels // 2)
+
+    def codes(self) -> torch.Tensor:
+        """The (K, D) vectors the decoder sees for each code: the projected grid points."""
+        return self.project_out(
+            self.grid_of(torch.arange(self.num_codes, device=self._levels.device))
+        )
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code vectors of ``indices`` (B, H, W) as a (B, D, H, W) map."""
+        return self.project_out(self.grid_of(indices)).permute(0, 3, 1, 2)
+
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """Grid indices (B, H, W) of an encoder map ``z`` (B, D, H, W)."""
+        with torch.autocast(z.device.type, enabled=False):
+            u = self.project_in(z.detach().float().permute(0, 2, 3, 1))
+            return self._to_index(self._scaled(u))
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        with torch.autocast(z.device.type, enabled=False):
+            u = self.project_in(z.float().permute(0, 2, 3, 1))  # (B, H, W, d)
+            scaled = self._scaled(u)
+            indices = self._to_index(scaled)  # (B, H, W)
+            quantized = self.project_out(scaled).permute(0, 3, 1, 2)  # (B, D, H, W)
+        perplexity, used = code_usage(indices, self.num_codes)
+        zero = z.new_zeros((), dtype=torch.float32)
+        return QuantizerOutput(
+            quantized=quantized,
+            indices=indices,
+            loss=zero,
+            codebook_loss=zero,
+            commitment_loss=zero,
+            perplexity=perplexity,
+            codes_used=used,
+        )
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}, dim={self.dim}, num_codes={self.num_codes}"

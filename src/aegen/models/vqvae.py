@@ -15,6 +15,7 @@ learned by EMA); see :class:`aegen.quantize.VectorQuantizer`. The model has no
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -22,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import bounded
+from ..config import bounded, check
 from ..data.codes import check_indices
 from ..data.loader import Batch
 from ..nn import ResidualBlock
-from ..quantize import VectorQuantizer
+from ..quantize import FiniteScalarQuantizer, VectorQuantizer
 from ..registry import register
 from .base import Autoencoder, Logs
 
@@ -53,6 +54,12 @@ class VQVAEConfig:
     # mse: a linear output (the paper's Gaussian decoder), clamped to [0, 1] for images;
     # bce: the output is logits. (MSE after a sigmoid saturates and can stall for good.)
     recon_loss: Literal["mse", "bce"] = "mse"
+    # vq: the lecture's nearest-code quantizer; fsq: finite scalar quantization, a fixed
+    # grid of prod(fsq_levels) codes (must equal num_codes) with nothing to collapse
+    quantizer: Literal["vq", "fsq"] = "vq"
+    fsq_levels: tuple[int, ...] = bounded((4, 4, 4, 4), ge=2, min_length=1)
+    cosine: bool = False  # vq only: codes compared by direction (unit vectors)
+    rotation_trick: bool = False  # vq only: the rotation trick instead of straight-through
 
     # names before the one config vocabulary (docs/architecture.md): code_dim meant the
     # code vectors' size here and the whole code's size in the AEs; hidden was one width
@@ -62,6 +69,19 @@ class VQVAEConfig:
         "hidden": ("channels", lambda h: [int(h) // 2, int(h)]),  # JSON-like, as read
         "res_hidden": "res_dim",
     }
+
+    def validate(self) -> None:
+        if self.quantizer == "fsq":
+            k = math.prod(self.fsq_levels)
+            check(
+                k == self.num_codes,
+                f"model.fsq_levels {tuple(self.fsq_levels)} make {k} codes but model.num_codes "
+                f"is {self.num_codes}; set model.num_codes={k}",
+            )
+            check(
+                not (self.cosine or self.rotation_trick),
+                "model.cosine and model.rotation_trick apply to model.quantizer=vq only",
+            )
 
 
 @register("vqvae", VQVAEConfig)
@@ -93,15 +113,20 @@ class VQVAE(Autoencoder):
             nn.ReLU(),
             nn.Conv2d(c2, c.codebook_dim, 1),  # (B, D, 7, 7)
         )  # fmt: skip
-        self.quantizer = VectorQuantizer(
-            c.num_codes,
-            c.codebook_dim,
-            beta=c.beta,
-            ema=c.ema,
-            decay=c.decay,
-            kmeans_init=c.kmeans_init,
-            restart_threshold=c.restart_threshold,
-        )
+        if c.quantizer == "fsq":
+            self.quantizer = FiniteScalarQuantizer(c.fsq_levels, c.codebook_dim)
+        else:
+            self.quantizer = VectorQuantizer(
+                c.num_codes,
+                c.codebook_dim,
+                beta=c.beta,
+                ema=c.ema,
+                decay=c.decay,
+                kmeans_init=c.kmeans_init,
+                restart_threshold=c.restart_threshold,
+                cosine=c.cosine,
+                rotation_trick=c.rotation_trick,
+            )
         self.decoder = nn.Sequential(
             nn.Conv2d(c.codebook_dim, c2, 3, padding=1),  # (B, c2, 7, 7)
             *[ResidualBlock(c2, c.res_dim) for _ in range(c.res_blocks)],
@@ -114,8 +139,8 @@ class VQVAE(Autoencoder):
 
     @property
     def codebook(self) -> torch.Tensor:
-        """The (K, D) codebook."""
-        return self.quantizer.codebook
+        """The (K, D) code vectors the decoder sees (FSQ: the projected grid points)."""
+        return self.quantizer.codes()
 
     @property
     def num_codes(self) -> int:
