@@ -243,6 +243,11 @@ def test_cli_classify_writes_a_loadable_classifier(cli, ae_run, tmp_path):
         (["--labels", "1.5"], "(0, 1]"),
         (["--labels", "-0.2"], "(0, 1]"),
         (["--mode", "telepathy"], "telepathy"),
+        (["--mode", "consistency", "--threshold", "0"], "(0, 1]"),
+        (["--mode", "consistency", "--threshold", "1.5"], "(0, 1]"),
+        (["--mode", "consistency", "--unlabeled-ratio", "0"], "at least 1"),
+        (["--mode", "m2", "--alpha", "-1"], ">= 0"),
+        (["--mode", "consistency", "--unlabeled-weight", "-0.5"], ">= 0"),
     ],
 )
 def test_cli_rejects_bad_arguments(cli, ae_run, tmp_path, args, fragment):

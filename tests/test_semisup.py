@@ -7,6 +7,7 @@ import json
 import pytest
 from conftest import assert_user_error
 
+import aegen
 from aegen.pipelines.semisup import (
     RECIPES,
     _same_training,
@@ -113,3 +114,36 @@ def _dicts(run) -> dict:
     from aegen.config import to_dict
 
     return {"model_config": to_dict(run.model_config), "train": to_dict(run.train)}
+
+
+def test_grid_runs_consistency_and_m2_cells_with_cpu_time(cli, tmp_path):
+    out = tmp_path / "grid"
+    args = [a if a != "probe,scratch" else "consistency,m2" for a in TINY]
+    args = [a if a != "0.1,1" else "0.1" for a in args]
+    r = cli(*args, "--seeds", "1", "--unlabeled-ratio", "1", "--out", out)
+    assert r.code == 0, r.err
+    rows = read_results(out / "results.csv")
+    assert {(row["model"], row["column"]) for row in rows} == {
+        ("ae-mlp", "consistency"),
+        ("m2", "m2"),  # m2 uses no autoencoder: one cell per fraction and seed
+    }
+    assert all(row["cpu_seconds"] > 0 for row in rows)
+    table = (out / "results.md").read_text()
+    assert "### m2" in table and "CPU minutes per cell" in table
+
+
+def test_an_older_grid_without_the_new_settings_resumes(tmp_path):
+    from aegen.classify import ClassifyConfig
+    from aegen.config import to_dict
+    from aegen.pipelines.semisup import _check_settings
+
+    new = {"data_fingerprint": "f", "models": {}, "classify": to_dict(ClassifyConfig())}
+    old = json.loads(json.dumps(new))
+    for key in ("unlabeled_ratio", "unlabeled_weight", "threshold", "alpha"):
+        del old["classify"][key]
+    (tmp_path / "grid.json").write_text(json.dumps(old))
+    _check_settings(tmp_path / "grid.json", new)  # accepted: the defaults fill the gap
+    old["classify"]["epochs"] = 3
+    (tmp_path / "grid.json").write_text(json.dumps(old))
+    with pytest.raises(aegen.UserError, match="other classifier settings"):
+        _check_settings(tmp_path / "grid.json", new)

@@ -13,6 +13,18 @@ of any registered autoencoder (the code of an AE, μ of a VAE, …):
 - ``joint``: from the AE's weights, cross-entropy on the labeled images plus
   ``recon_weight`` × the model's own loss on random batches of *all* training
   images, so the unlabeled images keep shaping the encoder while it learns labels.
+- ``consistency``: from the AE's weights, FixMatch-style (Sohn et al. 2020):
+  cross-entropy on weakly augmented labeled images plus ``unlabeled_weight`` × the
+  cross-entropy of strongly augmented unlabeled images against the class the
+  model predicts for a weak view of them, where it is at least ``threshold`` sure
+  (:class:`ConsistencyLoss`, augmentations from :mod:`aegen.data.augment`).
+- ``m2``: no autoencoder at all: Kingma et al.'s semi-supervised VAE
+  (:mod:`aegen.models.m2`) trained from scratch on the labeled images and
+  ``unlabeled_ratio`` × as many unlabeled ones per step; its q(y|x) is the classifier.
+
+The unlabeled images of ``joint``, ``consistency`` and ``m2`` are drawn at every
+step from all training images (labeled or not) with the global torch RNG, which the
+Trainer checkpoints, so a resumed run draws the same ones.
 
 "The encoder" is found by gradient, not by name: the parameters that
 ``features(x)`` depends on (:func:`encoder_parameters`). That excludes the
@@ -47,13 +59,16 @@ from .checkpoint import (
     load_config,
     load_state_dict,
     weights_hash,
+    write_config,
 )
-from .config import TrainConfig, check, from_dict, to_dict
+from .config import TrainConfig, bounded, check, check_bounds, from_dict, to_dict
+from .data.augment import shift_flip, strong_view
 from .data.datasets import Dataset, Split
 from .data.loader import Batch, to_float
 from .errors import CheckpointError, UserError
 from .files import atomic_write_json
 from .models.base import Autoencoder
+from .models.m2 import M2, M2Config
 from .train import Trainer, autocast, seed_everything
 
 __all__ = [
@@ -63,6 +78,9 @@ __all__ = [
     "ClassifyConfig",
     "ClassifyResult",
     "Classifier",
+    "ConsistencyLoss",
+    "M2Classifier",
+    "M2Loss",
     "FeatureSet",
     "accuracy",
     "confusion_matrix",
@@ -79,11 +97,13 @@ __all__ = [
     "write_classifier_json",
 ]
 
-MODES = ("probe", "finetune", "scratch", "joint")
+MODES = ("probe", "finetune", "scratch", "joint", "consistency", "m2")
 HEADS = ("linear", "mlp")
 CLASSIFIER_JSON = "classifier.json"
 
-Mode = Literal["probe", "finetune", "scratch", "joint"]
+Mode = Literal["probe", "finetune", "scratch", "joint", "consistency", "m2"]
+WEAK_SHIFT = 2  # px, the weak view's largest shift (FixMatch: 12.5 % of the side)
+STRONG_SHIFT = 3  # px, the strong view's
 
 
 @dataclass
@@ -108,7 +128,13 @@ class ClassifyConfig:
     weight_decay: float = 0.0
     recon_weight: float = 1.0  # joint: weight of the reconstruction loss on all images
     recon_batch: int = 32  # joint: images per step for that loss (the decoder is costly)
-    head_steps: int = 300  # finetune, scratch, joint: first train the head alone this many steps
+    head_steps: int = 300  # finetune, scratch, joint, consistency: train the head alone first
+    # consistency and m2: unlabeled images per step, as a multiple μ of the labeled batch
+    unlabeled_ratio: int = bounded(2, ge=1)
+    # consistency: λ on the masked cross-entropy; m2: on the unlabeled −ELBO (0: labeled only)
+    unlabeled_weight: float = bounded(1.0, ge=0)
+    threshold: float = bounded(0.95, gt=0, le=1)  # consistency: confidence τ for a pseudo-label
+    alpha: float = bounded(50.0, ge=0)  # m2: weight of the labeled cross-entropy per image
     amp: Literal["auto", "bf16", "off"] = "off"
     channels_last: bool = False
 
@@ -338,6 +364,94 @@ class Classifier(nn.Module):
         return Batch(x, torch.full((x.shape[0],), -1, dtype=torch.long))
 
 
+def _draw_unlabeled(pool: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
+    """``n`` random uint8 images of ``pool`` (N, 28, 28), drawn with the global torch RNG."""
+    return pool[torch.randint(pool.shape[0], (n,))].to(like.device)
+
+
+def _float_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """uint8 images as float (B, 1, 28, 28) in the memory format of the batch ``like``."""
+    x = to_float(x)
+    if like.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+class ConsistencyLoss:
+    """The ``consistency`` mode's loss for the Trainer (FixMatch, Sohn et al. 2020).
+
+    Per step, with B labeled images and μB unlabeled ones drawn from ``unlabeled``
+    (uint8, (N, 28, 28), all training images)::
+
+        CE(f(weak(x_l)), y) + λ · mean_u [ 1{max p ≥ τ} · CE(f(strong(x_u)), argmax p) ]
+
+    with p = softmax f(weak(x_u)) computed without gradient (the pseudo-label is a
+    target, not something to move). The mean runs over all μB images, so the
+    unlabeled term grows as more of them pass the threshold. Validation is plain
+    cross-entropy on the unaugmented images. λ = 0 leaves the supervised run with
+    weak augmentation (the baseline the unlabeled term is measured against).
+    """
+
+    def __init__(self, clf: Classifier, unlabeled: torch.Tensor, cfg: ClassifyConfig):
+        self.clf = clf
+        self.unlabeled = unlabeled
+        self.ratio = cfg.unlabeled_ratio
+        self.weight = cfg.unlabeled_weight
+        self.threshold = cfg.threshold
+
+    def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict]:
+        clf = self.clf
+        if not clf.training:
+            return clf.ce_loss(clf(batch.x), batch.y)
+        loss, logs = clf.ce_loss(clf(shift_flip(batch.x, WEAK_SHIFT)), batch.y)
+        if self.weight == 0:
+            return loss, logs
+        u = _draw_unlabeled(self.unlabeled, self.ratio * batch.x.shape[0], batch.x)
+        weak = _float_like(shift_flip(u, WEAK_SHIFT), batch.x)
+        strong = _float_like(strong_view(u, STRONG_SHIFT), batch.x)
+        with torch.no_grad():
+            conf, pseudo = clf(weak).float().softmax(-1).max(-1)  # (μB,) each
+        mask = (conf >= self.threshold).float()
+        ce_u = F.cross_entropy(clf(strong).float(), pseudo, reduction="none")
+        unlabeled = (ce_u * mask).mean()
+        logs.update({"unlabeled_ce": unlabeled.detach(), "mask_rate": mask.mean()})
+        return loss + self.weight * unlabeled, logs
+
+
+class M2Loss:
+    """The ``m2`` mode's loss for the Trainer: the labeled batch plus μB unlabeled images
+    (labels −1) drawn from ``unlabeled``, through :meth:`aegen.models.m2.M2.loss`.
+
+    In validation only the labeled images count (the validation split has labels).
+    """
+
+    def __init__(self, model: M2, unlabeled: torch.Tensor, ratio: int):
+        self.model = model
+        self.unlabeled = unlabeled
+        self.ratio = ratio
+
+    def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict]:
+        if not self.model.training or self.model.config.unlabeled_weight == 0:
+            return self.model.loss(batch)
+        u = _draw_unlabeled(self.unlabeled, self.ratio * batch.x.shape[0], batch.x)
+        x = torch.cat([batch.x, _float_like(u, batch.x)])
+        y = torch.cat(
+            [batch.y, torch.full((u.shape[0],), -1, dtype=batch.y.dtype, device=x.device)]
+        )
+        return self.model.loss(Batch(x, y))
+
+
+class M2Classifier(nn.Module):
+    """An M2 model seen as a classifier: logits of its q(y|x), (B, K), for images (B, 1, 28, 28)."""
+
+    def __init__(self, model: M2):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.class_logits(x)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -410,6 +524,7 @@ class ClassifyResult:
     epochs: int
     seconds: float
     history: list[dict[str, Any]]
+    cpu_seconds: float = float("nan")  # CPU time of this process (all threads), time.process_time
 
 
 def _repeat_to(split: Split, images: int) -> Split:
@@ -449,20 +564,23 @@ def _warm_head(clf: Classifier, labeled: Split, cfg: ClassifyConfig, tcfg: Train
 
 
 def train_classifier(
-    model: nn.Module,
+    model: nn.Module | None,
     data: Dataset,
     cfg: ClassifyConfig,
     out_dir: str | Path | None = None,
     features: FeatureSet | None = None,
     progress: bool = False,
 ) -> ClassifyResult:
-    """Train a classifier on ``model`` as ``cfg.mode`` says; ``model`` itself is not changed.
+    """Train a classifier on ``model`` as ``cfg.mode`` says; ``model`` itself is not changed
+    (``m2`` trains a model of its own and does not use it: it may be None).
 
     ``features`` (from :func:`encode_features` of this model) saves recomputing
     them for every probe. With ``out_dir`` the Trainer writes its checkpoints and
     metrics.csv there.
     """
-    t0 = time.perf_counter()
+    check_bounds(cfg)
+    cfg.validate()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     labeled_idx = labeled_indices(data.train.y, cfg.labels, cfg.seed, data.num_classes)
     n_labeled = labeled_idx.shape[0]
     batch, per_epoch = _plan(cfg, n_labeled)
@@ -476,6 +594,48 @@ def train_classifier(
         channels_last=cfg.channels_last and cfg.mode != "probe",
     )
     seed_everything(cfg.seed)
+    fdata = None
+    if cfg.mode == "m2":
+        clf, trainer, train_set = _m2_trainer(
+            data, cfg, tcfg, labeled_idx, per_epoch, out_dir, progress
+        )
+    else:
+        clf, trainer, train_set, fdata = _encoder_trainer(
+            model, data, cfg, tcfg, labeled_idx, per_epoch, out_dir, features, progress
+        )
+    fit = trainer.fit(train_set)
+    clf.eval()
+    if isinstance(clf, Classifier):
+        clf.unlabeled = None
+    if fdata is not None:
+        # the frozen encoder's features of every split are at hand: the backbone need not
+        # run again over 15 000 images (most of a probe's time on the conv AE)
+        with torch.no_grad():
+            test_pred = clf.classify_features(fdata.test.x).argmax(1)
+            val_pred = clf.classify_features(fdata.val.x).argmax(1)
+    else:
+        test_pred = predict(clf, data.test.x, amp=cfg.amp)
+        val_pred = predict(clf, data.val.x, amp=cfg.amp)
+    cm = confusion_matrix(test_pred, data.test.y, data.num_classes)
+    val_cm = confusion_matrix(val_pred, data.val.y, data.num_classes)
+    val_acc = accuracy(val_cm) if len(data.val) else float("nan")
+    return ClassifyResult(
+        classifier=clf,
+        test_acc=accuracy(cm),
+        val_acc=val_acc,
+        confusion=cm,
+        n_labeled=n_labeled,
+        steps=fit.steps,
+        epochs=fit.epochs,
+        seconds=time.perf_counter() - t0,
+        history=fit.history,
+        cpu_seconds=time.process_time() - cpu0,
+    )
+
+
+def _encoder_trainer(model, data, cfg, tcfg, labeled_idx, per_epoch, out_dir, features, progress):
+    """The classifier on an AE's encoder, its Trainer and training set (every mode but m2);
+    for a probe also the features of every split (else None)."""
     if cfg.mode == "scratch":
         backbone = type(model)(model.config)  # same architecture, fresh weights from the seed
     else:
@@ -507,46 +667,47 @@ def train_classifier(
             loss_fn=clf.feature_loss,
             progress=progress,
         )
+        return clf, trainer, train_set, fdata
+    std_images = data.train.x[:10000]  # labels unused: standardisation is unsupervised
+    clf.set_standardisation(_features_of(backbone.eval(), std_images, cfg.amp))
+    labeled = data.train.subset(labeled_idx)
+    if cfg.head_steps:
+        _warm_head(clf, labeled, cfg, tcfg)
+    backbone.train()
+    loss_fn = None
+    if cfg.mode == "joint":
+        clf.unlabeled = data.train.x
+        params = list(clf.parameters())
     else:
-        std_images = data.train.x[:10000]  # labels unused: standardisation is unsupervised
-        clf.set_standardisation(_features_of(backbone.eval(), std_images, cfg.amp))
-        labeled = data.train.subset(labeled_idx)
-        if cfg.head_steps:
-            _warm_head(clf, labeled, cfg, tcfg)
-        backbone.train()
-        if cfg.mode == "joint":
-            clf.unlabeled = data.train.x
-            params = list(clf.parameters())
-        else:
-            params = [*encoder_parameters(backbone), *clf.head.parameters()]
-        train_set = dataclasses.replace(data, train=_repeat_to(labeled, per_epoch))
-        trainer = Trainer(clf, tcfg, out_dir, params=params, progress=progress)
-    fit = trainer.fit(train_set)
-    clf.eval()
-    clf.unlabeled = None
-    if cfg.mode == "probe":
-        # the frozen encoder's features of every split are at hand: the backbone need not
-        # run again over 15 000 images (most of a probe's time on the conv AE)
-        with torch.no_grad():
-            test_pred = clf.classify_features(fdata.test.x).argmax(1)
-            val_pred = clf.classify_features(fdata.val.x).argmax(1)
-    else:
-        test_pred = predict(clf, data.test.x, amp=cfg.amp)
-        val_pred = predict(clf, data.val.x, amp=cfg.amp)
-    cm = confusion_matrix(test_pred, data.test.y, data.num_classes)
-    val_cm = confusion_matrix(val_pred, data.val.y, data.num_classes)
-    val_acc = accuracy(val_cm) if len(data.val) else float("nan")
-    return ClassifyResult(
-        classifier=clf,
-        test_acc=accuracy(cm),
-        val_acc=val_acc,
-        confusion=cm,
-        n_labeled=n_labeled,
-        steps=fit.steps,
-        epochs=fit.epochs,
-        seconds=time.perf_counter() - t0,
-        history=fit.history,
-    )
+        params = [*encoder_parameters(backbone), *clf.head.parameters()]
+    if cfg.mode == "consistency":
+        loss_fn = ConsistencyLoss(clf, data.train.x, cfg)
+    train_set = dataclasses.replace(data, train=_repeat_to(labeled, per_epoch))
+    trainer = Trainer(clf, tcfg, out_dir, params=params, loss_fn=loss_fn, progress=progress)
+    return clf, trainer, train_set, None
+
+
+def _m2_trainer(data, cfg, tcfg, labeled_idx, per_epoch, out_dir, progress):
+    """A fresh M2 model, wrapped as a classifier, with its Trainer and labeled training set.
+
+    With ``out_dir`` its config.json is written first, so the directory is also an M2
+    run that ``aegen.load`` and ``aegen sample`` read.
+    """
+    model = M2(
+        M2Config(
+            num_classes=data.num_classes,
+            alpha=cfg.alpha,
+            unlabeled_weight=cfg.unlabeled_weight,
+        )
+    ).train()
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        write_config(out_dir, {"model": M2.registry_name, "model_config": to_dict(model.config)})
+    labeled = data.train.subset(labeled_idx)
+    train_set = dataclasses.replace(data, train=_repeat_to(labeled, per_epoch))
+    loss_fn = M2Loss(model, data.train.x, cfg.unlabeled_ratio)
+    trainer = Trainer(model, tcfg, out_dir, loss_fn=loss_fn, progress=progress)
+    return M2Classifier(model), trainer, train_set
 
 
 # --------------------------------------------------------------------------- classifier directories
@@ -569,7 +730,7 @@ def write_classifier_json(
     )
 
 
-def load_classifier(out_dir: str | Path) -> Classifier:
+def load_classifier(out_dir: str | Path) -> Classifier | M2Classifier:
     """Rebuild a classifier written by ``aegen classify`` (its backbone config is stored with it)."""
     d = Path(out_dir)
     path = d / CLASSIFIER_JSON
@@ -578,6 +739,8 @@ def load_classifier(out_dir: str | Path) -> Classifier:
     try:
         info = json.loads(path.read_text())
         cfg = from_dict(ClassifyConfig, info["classify"], "classify")
+        if cfg.mode == "m2":  # the directory is the M2 run itself
+            return M2Classifier(load(d, family=M2.family)).eval()
         backbone = build_model_from_config(info["backbone"], str(path))
         num_classes = int(info["num_classes"])
     except (OSError, ValueError, KeyError, TypeError) as e:

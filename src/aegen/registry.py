@@ -45,6 +45,7 @@ _MODULES = (
     "aegen.priors.pixelrnn",
     "aegen.priors.transformer",
     "aegen.models.feature_net",
+    "aegen.models.m2",
 )
 
 

@@ -22,7 +22,40 @@ from ..errors import UserError
 from ..eval.metrics import update_metrics_json
 from ..files import RunLock, ensure_dir
 from ._common import add_data_args, data_for_run
-from .argtypes import fraction, nonneg_int, positive_float, positive_int
+from .argtypes import fraction, nonneg_float, nonneg_int, positive_float, positive_int
+
+UNLABELED_ARGS = ("unlabeled_ratio", "unlabeled_weight", "threshold", "alpha")
+
+
+def add_unlabeled_args(p: argparse.ArgumentParser) -> None:
+    """The settings of the modes that learn from unlabeled images (consistency, m2)."""
+    p.add_argument(
+        "--unlabeled-ratio",
+        type=positive_int,
+        default=None,
+        metavar="MU",
+        help="consistency, m2: unlabeled images per step per labeled image (default 2)",
+    )
+    p.add_argument(
+        "--unlabeled-weight",
+        type=nonneg_float,
+        default=None,
+        metavar="LAMBDA",
+        help="consistency, m2: weight of the unlabeled loss; 0 switches it off (default 1)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=fraction,
+        default=None,
+        metavar="TAU",
+        help="consistency: confidence a pseudo-label needs, in (0, 1] (default 0.95)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=nonneg_float,
+        default=None,
+        help="m2: weight of the labeled cross-entropy per image (default 50)",
+    )
 
 
 def add_parser(sub) -> None:
@@ -32,7 +65,10 @@ def add_parser(sub) -> None:
         description="Train a classifier on the encoder of RUN_DIR using a class-balanced "
         "fraction of the training labels. Modes: probe (frozen encoder, trained head), "
         "finetune (encoder and head), scratch (same architecture, random start), joint "
-        "(finetune plus the autoencoder's own loss on all training images).",
+        "(finetune plus the autoencoder's own loss on all training images), consistency "
+        "(finetune plus pseudo-labels of augmented unlabeled images), m2 (the semi-supervised "
+        "VAE of Kingma et al. 2014, trained from scratch: RUN_DIR only names the data; its "
+        "--out is also an m2 run for aegen sample).",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="an autoencoder run directory")
     add_data_args(p, default=None)
@@ -55,6 +91,7 @@ def add_parser(sub) -> None:
         "--head-steps", type=nonneg_int, default=None, metavar="N", help="head-only warm-up steps"
     )
     p.add_argument("--recon-weight", type=positive_float, default=None, help="joint mode")
+    add_unlabeled_args(p)
     p.add_argument(
         "--amp", choices=["auto", "bf16", "off"], default="off", help="bf16 autocast (default off)"
     )
@@ -86,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         "recon_weight": args.recon_weight,
         "head_steps": args.head_steps,
         "amp": args.amp,
+        **{k: getattr(args, k) for k in UNLABELED_ARGS},
     }
     cfg = from_dict(ClassifyConfig, {k: v for k, v in given.items() if v is not None})
     model = load_encoder_model(args.run_dir, best=args.best)
@@ -114,18 +152,20 @@ def run(args: argparse.Namespace) -> int:
                     "n_labeled": result.n_labeled,
                     "steps": result.steps,
                     "seconds": result.seconds,
+                    "cpu_seconds": result.cpu_seconds,
                     "confusion": result.confusion.tolist(),
                     "split": "test",
                 }
             },
         )
         title = (
-            f"{model.registry_name} {cfg.mode} ({cfg.head} head), {result.n_labeled} labels: "
+            f"{model.registry_name if cfg.mode != 'm2' else 'm2'} {cfg.mode}, {result.n_labeled} labels: "
             f"test accuracy {result.test_acc:.2%}"
         )
         save_confusion(out / "confusion.png", result.confusion, data.classes, title)
+    on = "its own VAE" if cfg.mode == "m2" else f"{model.registry_name} ({cfg.head} head)"
     print(
-        f"{cfg.mode} ({cfg.head} head) on {model.registry_name} with {result.n_labeled} labels "
+        f"{cfg.mode} on {on} with {result.n_labeled} labels "
         f"({cfg.labels:g} of the training images): test accuracy {result.test_acc:.2%}, "
         f"validation {result.val_acc:.2%}, {result.seconds:.0f} s",
     )

@@ -1,4 +1,8 @@
-"""``aegen sample RUN_DIR --n N --out FILE.png``: new images from a VAE's prior."""
+"""``aegen sample RUN_DIR --n N --out FILE.png``: new images from a VAE's prior.
+
+On an M2 run (``aegen classify … --mode m2``) ``--label C`` draws class C, and
+``--every-class`` draws styles and decodes each of them as every class.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import argparse
 
 import torch
 
+from ..errors import UserError
+from ..models.m2 import M2, style_grid
 from ..viz import save_grid
 from ._common import load_model, output_file
 from .argtypes import nonneg_int, positive_float, positive_int
@@ -30,14 +36,34 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument("--nrow", type=positive_int, default=10, help="images per row (default 10)")
+    p.add_argument(
+        "--label", type=nonneg_int, default=None, metavar="C", help="m2 runs: draw class C"
+    )
+    p.add_argument(
+        "--every-class",
+        action="store_true",
+        help="m2 runs: one row per style (N / classes of them), one column per class",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     out = output_file(args.out)
-    model = load_model(args.run_dir, family="vae")
+    model = load_model(args.run_dir, family=("vae", M2.family))
     g = torch.Generator().manual_seed(args.seed)
-    images = model.sample(args.n, generator=g, temperature=args.temperature)
-    save_grid(out, images, nrow=args.nrow)
+    nrow = args.nrow
+    if not isinstance(model, M2):
+        if args.label is not None or args.every_class:
+            raise UserError("--label and --every-class need an m2 run (aegen classify --mode m2)")
+        images = model.sample(args.n, generator=g, temperature=args.temperature)
+    elif args.every_class:
+        k = model.config.num_classes
+        images = style_grid(model, max(1, args.n // k), generator=g, temperature=args.temperature)
+        nrow = k
+    else:
+        if args.label is not None and args.label >= model.config.num_classes:
+            raise UserError(f"--label must be below {model.config.num_classes}, got {args.label}")
+        images = model.sample(args.n, g, args.temperature, label=args.label)
+    save_grid(out, images, nrow=nrow)
     print(f"wrote {out} ({args.n} samples, temperature {args.temperature:g}, seed {args.seed})")
     return 0

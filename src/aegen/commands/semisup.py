@@ -12,6 +12,7 @@ from ..errors import UserError
 from ..pipelines.semisup import COLUMNS, run_semisup
 from ._common import add_data_args
 from .argtypes import nonneg_int, positive_float, positive_int
+from .classify import UNLABELED_ARGS, add_unlabeled_args
 
 
 def _fractions(text: str) -> list[float]:
@@ -55,6 +56,7 @@ def add_parser(sub) -> None:
         "--head-steps", type=nonneg_int, default=None, metavar="N", help="head-only warm-up steps"
     )
     p.add_argument("--recon-weight", type=positive_float, default=None, help="joint mode")
+    add_unlabeled_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             "min_steps": args.min_steps,
             "recon_weight": args.recon_weight,
             "head_steps": args.head_steps,
+            **{k: getattr(args, k) for k in UNLABELED_ARGS},
         }.items()
         if v is not None
     }

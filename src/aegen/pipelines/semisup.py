@@ -9,6 +9,9 @@ label fraction × seed × column, where a column is a mode and head:
     finetune    encoder and MLP head from the AE's weights
     scratch     the same architecture from a random start (the baseline)
     joint       finetune + the AE's own loss on all training images
+    consistency finetune + FixMatch-style pseudo-labels on augmented unlabeled images
+    m2          Kingma et al.'s semi-supervised VAE, which needs no AE: its cells
+                are run once per fraction and seed, under the model name "m2"
 
 (The trained columns use the MLP head: the code layer of both AEs is linear, so
 a linear head on it would add no depth; fine-tuning the MLP AE with all labels,
@@ -18,7 +21,8 @@ Everything lands in one directory::
 
     grid.json               the settings every cell was run with (checked on resume)
     ae-mlp/, ae-conv/       the autoencoder run directories
-    results.csv             one row per cell (test accuracy of the final weights)
+    results.csv             one row per cell (test accuracy of the final weights, the
+                            cell's wall-clock and CPU seconds)
     confusion.json          each cell's test confusion matrix
     results.md              mean ± std test accuracy per fraction and column
     accuracy_vs_labels.png  the same as curves
@@ -88,8 +92,11 @@ COLUMNS = (
     Column("finetune", "finetune", "mlp"),
     Column("scratch", "scratch", "mlp"),
     Column("joint", "joint", "mlp"),
+    Column("consistency", "consistency", "mlp"),
+    Column("m2", "m2", "mlp"),  # the head is M2's own classifier; "mlp" names its shape
 )
 AE_COLUMNS = tuple(c.name for c in COLUMNS if c.mode != "scratch")
+M2_MODEL = "m2"  # the model name of m2 cells: they use no autoencoder
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,7 @@ RESULT_FIELDS = [
     "val_acc",
     "steps",
     "seconds",
+    "cpu_seconds",
 ]
 
 
@@ -157,6 +165,8 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
             r["steps"] = int(r["steps"])
             for k in ("test_acc", "val_acc", "seconds"):
                 r[k] = float(r[k])
+            # grids written before CPU time was recorded have no such column
+            r["cpu_seconds"] = float(r.get("cpu_seconds") or "nan")
     except (KeyError, ValueError) as e:
         raise UserError(
             f"{p}: not a results file of this grid ({e}); choose another --out"
@@ -232,7 +242,29 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             count = "–".join(map(str, sorted(seeds)))
             out.append(f"| {name} | {count} | " + " | ".join(cells) + f" | {gap} |")
         out.append("")
+        out.extend(_cpu_table(rows, model, cols, fracs))
     return "\n".join(out)
+
+
+def _cpu_table(rows: list[dict[str, Any]], model: str, cols: list[str], fracs: list[float]):
+    """Lines of a table of mean CPU minutes per cell (process CPU time, all threads)."""
+    cpu: dict[tuple[str, float], list[float]] = {}
+    for r in rows:
+        if r["model"] == model and not math.isnan(r.get("cpu_seconds", math.nan)):
+            cpu.setdefault((r["column"], r["fraction"]), []).append(r["cpu_seconds"])
+    if not cpu:
+        return []
+    out = [
+        f"CPU minutes per cell of {model} (process CPU time over all threads, mean over seeds):",
+        "",
+        "| labels | " + " | ".join(cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
+    for f in fracs:
+        cells = [f"{sum(v) / len(v) / 60:.1f}" if (v := cpu.get((c, f))) else "–" for c in cols]
+        out.append(f"| {f:g} | " + " | ".join(cells) + " |")
+    out.append("")
+    return out
 
 
 def plot_accuracy(path: str | Path, rows: list[dict[str, Any]]) -> Path:
@@ -289,6 +321,7 @@ def _check_settings(path: Path, new: dict[str, Any]) -> None:
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"{path}: unreadable ({e}); choose another --out") from None
     stored = json.loads(json.dumps(new))  # tuples → lists, as stored
+    old = {**old, "classify": _as_config(old.get("classify"))}
     for key in ("data_fingerprint", "classify"):
         if old.get(key) != stored[key]:
             what = "data" if key == "data_fingerprint" else "classifier settings"
@@ -301,6 +334,15 @@ def _check_settings(path: Path, new: dict[str, Any]) -> None:
                 f"{path.parent} holds a grid whose {name} was trained differently; "
                 "choose another --out"
             )
+
+
+def _as_config(values: Any) -> Any:
+    """Stored classifier settings through ClassifyConfig, so that a setting added to the
+    library since (with its default) does not make an older grid look different."""
+    try:
+        return to_dict(from_dict(ClassifyConfig, values))
+    except (TypeError, UserError):
+        return values
 
 
 def _same_training(stored: dict[str, Any], run) -> bool:
@@ -403,14 +445,23 @@ def run_semisup(
             for m in models
             for f in sorted(fractions)
             for c in columns
+            if c.mode != "m2"
         ]
+        if any(c.mode == "m2" for c in columns):
+            m2 = [c for c in columns if c.mode == "m2"]
+            cells += [
+                (M2_MODEL, c, f, s)
+                for s in range(first_seed, first_seed + seeds)
+                for f in sorted(fractions)
+                for c in m2
+            ]
         todo = [cell for cell in cells if _key(cell[0], cell[1].name, cell[2], cell[3]) not in done]
         log(f"semisup: {len(cells) - len(todo)} of {len(cells)} cells already done")
         encoders: dict[str, torch.nn.Module] = {}
         features: dict[str, FeatureSet] = {}
         for i, (m, col, f, s) in enumerate(todo, 1):
-            recipe = recipes[m]
-            if m not in encoders:
+            recipe = recipes.get(m, Recipe(m, amp="off"))
+            if col.mode != "m2" and m not in encoders:
                 t0 = time.perf_counter()
                 if m in given:
                     encoders[m] = load(given[m]).eval()
@@ -428,7 +479,7 @@ def run_semisup(
                 amp=recipe.amp,
                 channels_last=recipe.channels_last,
             )
-            res = train_classifier(encoders[m], data, cfg, features=features.get(m))
+            res = train_classifier(encoders.get(m), data, cfg, features=features.get(m))
             rows.append(
                 {
                     "model": m,
@@ -442,6 +493,7 @@ def run_semisup(
                     "val_acc": res.val_acc,
                     "steps": res.steps,
                     "seconds": res.seconds,
+                    "cpu_seconds": res.cpu_seconds,
                 }
             )
             confusions["/".join(map(str, _key(m, col.name, f, s)))] = res.confusion.tolist()
@@ -449,7 +501,8 @@ def run_semisup(
             _write_results(results_path, rows)
             log(
                 f"semisup: [{i}/{len(todo)}] {m} {col.name} labels {f:g} "
-                f"({res.n_labeled}) seed {s}: test {res.test_acc:.2%} ({res.seconds:.0f} s)"
+                f"({res.n_labeled}) seed {s}: test {res.test_acc:.2%} ({res.seconds:.0f} s, "
+                f"{res.cpu_seconds:.0f} CPU s)"
             )
         write_report(out, rows, confusions, data.classes)
     return rows

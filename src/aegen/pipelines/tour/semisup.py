@@ -30,6 +30,9 @@ class SemisupBudget:
     epochs: int  # classifier epochs over the labeled images
     min_steps: int  # at least this many optimizer steps, however few the labels
     minutes: float
+    # semi-supervised modes beyond probe and finetune that this budget runs and may pick
+    # as the best (e.g. ("consistency",) or ("m2",)); none until measured to fit the budget
+    modes: tuple[str, ...] = ()
 
 
 BUDGETS = {
@@ -39,10 +42,11 @@ BUDGETS = {
 }
 
 
-def _pick(rows: list[dict], fraction: float) -> tuple[dict, dict]:
-    """The AE-based row with the best *validation* accuracy at ``fraction``, and scratch's row."""
+def _pick(rows: list[dict], fraction: float, modes: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """The semi-supervised row (AE-based or one of ``modes``) with the best *validation*
+    accuracy at ``fraction``, and scratch's row."""
     at = [r for r in rows if abs(r["fraction"] - fraction) < 1e-12]
-    ae = max((r for r in at if r["column"] in AE_BASED), key=lambda r: r["val_acc"])
+    ae = max((r for r in at if r["column"] in (*AE_BASED, *modes)), key=lambda r: r["val_acc"])
     scratch = next(r for r in at if r["column"] == "scratch")
     return ae, scratch
 
@@ -57,7 +61,7 @@ def run(t: Tour, d: Path) -> PartResult:
         1,
         models=("ae-conv",),
         base=ClassifyConfig(epochs=b.epochs, min_steps=b.min_steps, head_steps=b.min_steps // 2),
-        columns=[c for c in COLUMNS if c.name in (*AE_BASED, "scratch")],
+        columns=[c for c in COLUMNS if c.name in (*AE_BASED, "scratch", *b.modes)],
         progress=t.progress,
         log=t.log,
         pretrained={"ae-conv": conv_dir},
@@ -72,7 +76,7 @@ def run(t: Tour, d: Path) -> PartResult:
         )
     r.metrics["n_test"] = len(t.data().test)  # behind the standard error of a difference
     for name, fraction in (("few", b.few), ("more", b.more)):
-        ae, scratch = _pick(rows, fraction)
+        ae, scratch = _pick(rows, fraction, b.modes)
         r.metrics[f"{name}_fraction"] = fraction
         r.metrics[f"{name}_ae"] = ae["test_acc"]
         r.metrics[f"{name}_scratch"] = scratch["test_acc"]
