@@ -1,4 +1,4 @@
-"""``aegen sample RUN_DIR --n N --out FILE.png``: new images from a VAE's prior."""
+"""``aegen sample RUN_DIR --n N --out FILE.png``: new images from any model that samples."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import argparse
 
 import torch
 
+from ..errors import UserError
+from ..models.abilities import Samples
+from ..registry import available, entry
 from ..viz import save_grid
 from ._common import load_model, output_file
 from .argtypes import nonneg_int, positive_float, positive_int
@@ -14,11 +17,16 @@ from .argtypes import nonneg_int, positive_float, positive_int
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "sample",
-        help="draw new images from a trained VAE (decoder means at z ~ N(0, T²I))",
-        description="Decode latents drawn from the prior N(0, T²I) of a VAE run and save them "
-        "as a PNG grid. A temperature below 1 trades variety for typical-looking images.",
+        help="draw new images from a trained generative model (a VAE, a flow, …)",
+        description="Draw images from a run whose model samples (a VAE decodes z ~ N(0, T²I); "
+        "a flow inverts ε ~ N(0, T²I)) and save them as a PNG grid. A temperature below 1 "
+        "trades variety for typical-looking images.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a VAE run directory (vae-mlp, vae-conv)")
+    p.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        help=f"a run of a model that samples ({', '.join(samplers())})",
+    )
     p.add_argument("--n", type=positive_int, default=100, help="number of images (default 100)")
     p.add_argument("--out", required=True, metavar="FILE.png")
     p.add_argument(
@@ -26,7 +34,7 @@ def add_parser(sub) -> None:
         type=positive_float,
         default=1.0,
         metavar="T",
-        help="standard deviation of the latent draws (default 1: the prior)",
+        help="standard deviation of the latent draws (default 1: the model itself)",
     )
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument("--nrow", type=positive_int, default=10, help="images per row (default 10)")
@@ -35,9 +43,20 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = output_file(args.out)
-    model = load_model(args.run_dir, family="vae")
+    model = load_model(args.run_dir)
+    if not isinstance(model, Samples):
+        raise UserError(
+            f"{args.run_dir}: is a {model.family} run ({model.registry_name}), which does not "
+            f"sample; this needs a run of {', '.join(samplers())}"
+        )
     g = torch.Generator().manual_seed(args.seed)
-    images = model.sample(args.n, generator=g, temperature=args.temperature)
+    kw = {} if args.temperature == 1.0 else {"temperature": args.temperature}
+    images = model.sample(args.n, generator=g, **kw)
     save_grid(out, images, nrow=args.nrow)
     print(f"wrote {out} ({args.n} samples, temperature {args.temperature:g}, seed {args.seed})")
     return 0
+
+
+def samplers() -> list[str]:
+    """Registered models whose class samples (priors sample through ``aegen generate``)."""
+    return [n for n in available("model") if callable(getattr(entry(n).cls, "sample", None))]
