@@ -24,10 +24,11 @@ from .data.loader import to_float
 from .distributed import barrier
 from .distributed import context as dist_context
 from .errors import CheckpointError, UserError
+from .eval.evaluate import EvalOptions, evaluate_run
 from .eval.metrics import reconstruction_metrics, update_metrics_json
 from .eval.vae import write_vae_report
 from .files import RunLock, ensure_dir
-from .models.abilities import Samples
+from .models.abilities import Reconstructs, Samples, ScoresLikelihood
 from .models.vae import VAE
 from .phased import check_phased, fit_phased
 from .registry import entry
@@ -186,22 +187,30 @@ def train_run(
 def finish_run(trained: TrainedRun, n_pictures: int = 50) -> dict[str, float]:
     """After training: test reconstruction metrics into metrics.json, pictures into samples/.
 
-    Returns the test metrics (``test_mse``, ``test_psnr``) for printing.
+    Returns the test metrics (``test_mse``, ``test_psnr`` for a model that reconstructs)
+    for printing.
     """
     model, data, out = trained.model, trained.data, trained.out_dir
     if data.test.x.dtype != torch.uint8:  # not images (the plane demo)
         return {}
-    rec = reconstruction_metrics(model, data.test)
-    summary = {"test_mse": rec["mse"], "test_psnr": rec["psnr"]}
-    update_metrics_json(out, {"reconstruction": {**rec, "split": "test", "n": len(data.test)}})
+    summary: dict[str, float] = {}
     samples = ensure_dir(out / "samples")
-    x = to_float(data.test.x[:n_pictures])
-    save_recon_grid(samples / "reconstructions.png", x, model.reconstruct(x))
+    if isinstance(model, Reconstructs):  # a flow or a GAN does not reconstruct
+        rec = reconstruction_metrics(model, data.test)
+        summary = {"test_mse": rec["mse"], "test_psnr": rec["psnr"]}
+        update_metrics_json(out, {"reconstruction": {**rec, "split": "test", "n": len(data.test)}})
+        x = to_float(data.test.x[:n_pictures])
+        save_recon_grid(samples / "reconstructions.png", x, model.reconstruct(x))
     if isinstance(model, Samples):
         g = torch.Generator().manual_seed(trained.config.train.seed)
         save_grid(samples / "samples.png", model.sample(100, generator=g))
     if isinstance(model, VAE):  # the VAE's own diagnostics: likelihood, collapse, blur
         summary.update(write_vae_report(model, data, out))
+    elif isinstance(model, ScoresLikelihood):  # an exact likelihood (the flow): one draw each
+        opts = EvalOptions(nll_images=1000, iwae_k=1)
+        lik = evaluate_run(out, data, options=opts, model=model, only=["likelihood"])
+        update_metrics_json(out, {"likelihood": lik.sections["likelihood"]})
+        summary["test_bits_per_dim"] = lik.sections["likelihood"]["bits_per_dim"]
     return summary
 
 

@@ -7,8 +7,8 @@ Which scores a run gets depends on what its model can do (the Protocols of
 - it samples (a *sampler* exists for the run, see below): FID, KID and
   precision/recall of ``n`` samples against ``n`` test images, on the features of
   a domain network (:mod:`aegen.eval.features`) whose SHA-256 is recorded;
-- it has a likelihood (:class:`ScoresLikelihood`, the VAE's IWAE bound): NLL in
-  nats per image and bits per dimension on test images.
+- it has a likelihood (:class:`ScoresLikelihood`: the VAE's IWAE bound, the flow's
+  dequantization bound): NLL in nats per image and bits per dimension on test images.
 
 A sampler is a function ``(n, generator) -> images (n, 1, 28, 28) in [0, 1]``.
 :func:`sampler_for_run` finds one: a function registered for the run's family
@@ -333,7 +333,7 @@ def _likelihood(
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     n = min(options.nll_images, len(data.test))
-    say(f"likelihood: IWAE with {options.iwae_k} importance samples on {n} test images")
+    say(f"likelihood: {options.iwae_k} importance samples per image on {n} test images")
     g = torch.Generator().manual_seed(options.seed)
     total, batch = 0.0, max(1, min(100, options.batch_size))
     model.eval()
