@@ -10,19 +10,11 @@ import torch
 from conftest import assert_user_error
 
 import aegen
-from aegen.classify import (
-    ClassifyConfig,
-    accuracy,
-    confusion_matrix,
-    encoder_parameters,
-    labeled_indices,
-    labeled_split,
-    load_classifier,
-    load_encoder_model,
-    predict,
-    train_classifier,
-)
+from aegen.classify import ClassifyConfig, load_classifier, load_encoder_model, train_classifier
+from aegen.data.labeled import labeled_indices, labeled_split
 from aegen.data.loader import Batch, to_float
+from aegen.eval.classify import accuracy, confusion_matrix, predict
+from aegen.models.classifier import encoder_parameters
 
 # A small MLP AE that learns the synthetic shapes in a few seconds.
 AE_ARGS = ["--set", "model.hidden=128", "--set", "model.code_dim=16", "--set", "train.lr=3e-3"]

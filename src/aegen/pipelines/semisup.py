@@ -45,13 +45,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import CONFIG, MODEL, TRAIN_STATE, load, load_config, weights_hash
-from ..classify import (
-    ClassifyConfig,
-    FeatureSet,
-    encode_features,
-    save_confusion,
-    train_classifier,
-)
+from ..classify import ClassifyConfig, FeatureSet, encode_features, train_classifier
 from ..config import TrainConfig, from_dict, to_dict
 from ..data.datasets import Dataset
 from ..errors import UserError
@@ -59,6 +53,7 @@ from ..eval.metrics import read_metrics_json
 from ..files import RunLock, atomic_write_json, atomic_write_text, ensure_dir
 from ..registry import entry
 from ..runs import finish_run, make_run_config, train_run
+from ..viz import save_confusion
 
 __all__ = [
     "COLUMNS",
