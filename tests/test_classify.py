@@ -253,7 +253,7 @@ def test_cli_refuses_a_run_without_an_encoder(cli, tmp_path):
     prior = tmp_path / "prior"
     prior.mkdir()
     write_config(prior, {"model": "pixelcnn", "model_config": cfg})
-    save_model(prior / "model.safetensors", aegen.build("pixelcnn", **cfg))
+    save_model(prior / "model.safetensors", aegen.build_model("pixelcnn", **cfg))
     out = tmp_path / "clf"
     assert_user_error(cli("classify", prior, "--out", out), "without an encoder")
     empty = tmp_path / "empty"

@@ -81,9 +81,9 @@ def test_train_refuses_an_existing_run(tiny_features, small_synthetic):
 
 def test_feature_net_config_is_checked():
     with pytest.raises(aegen.ConfigError, match="feature_dim"):
-        aegen.build("feature-cnn", feature_dim=1)
+        aegen.build_model("feature-cnn", feature_dim=1)
     assert "feature-cnn" not in aegen.available("model")  # not an autoencoder
-    assert isinstance(aegen.build("feature-cnn", channels=(4, 8)), FeatureNet)
+    assert isinstance(aegen.build_model("feature-cnn", channels=(4, 8)), FeatureNet)
     assert FeatureNetConfig().feature_dim == 128
 
 

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import TrainConfig
 from ..data.loader import Batch, to_float
-from ..registry import build
+from ..registry import build_model
 from ..train import autocast, seed_everything
 from .core import Case
 
@@ -122,7 +122,7 @@ def training_fraction(
 ) -> Case:
     """GFLOP/s reached while training model ``name`` with ``cfg``'s speed switches, vs ``peak``."""
     seed_everything(0)
-    model = build(name)
+    model = build_model(name)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(

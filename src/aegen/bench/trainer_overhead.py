@@ -18,7 +18,7 @@ import torch
 from ..config import TrainConfig
 from ..data.datasets import Dataset, Split, load_data
 from ..data.loader import Batch, epoch_batches, to_float
-from ..registry import available, build
+from ..registry import available, build_model
 from ..train import Trainer, autocast, seed_everything
 from .core import Case, interleaved, write_report
 
@@ -57,7 +57,7 @@ def measure(
 ) -> Case:
     """The Trainer's and the bare loop's images/s for model ``name``, interleaved."""
     seed_everything(0)
-    model = build(name)
+    model = build_model(name)
     cls_defaults = dict(getattr(type(model), "train_defaults", {}))
     base = train or TrainConfig(
         **{k: v for k, v in cls_defaults.items() if k in TrainConfig.__dataclass_fields__}
