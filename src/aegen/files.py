@@ -8,6 +8,7 @@ leaves the previous good file (or none), never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import hashlib
 import io
@@ -16,7 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "RunLock",
     "atomic_write",
     "atomic_write_bytes",
+    "atomic_write_csv",
     "atomic_write_json",
     "atomic_save",
     "atomic_write_text",
@@ -94,6 +96,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_csv(
+    path: str | os.PathLike, rows: Iterable[dict[str, Any]], columns: Sequence[str]
+) -> None:
+    """Write ``rows`` as CSV with a header of ``columns``: floats with 6 significant digits,
+    a missing value as an empty cell, keys outside ``columns`` left out."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())
 
 
 def atomic_save(path: str | os.PathLike, save: Callable[[str], None]) -> None:

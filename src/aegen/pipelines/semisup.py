@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 import math
 import sys
@@ -50,7 +49,7 @@ from ..config import TrainConfig, from_dict, to_dict
 from ..data.datasets import Dataset
 from ..errors import UserError
 from ..eval.metrics import read_metrics_json
-from ..files import RunLock, atomic_write_json, atomic_write_text, ensure_dir
+from ..files import RunLock, atomic_write_csv, atomic_write_json, atomic_write_text, ensure_dir
 from ..registry import entry
 from ..runs import finish_run, make_run_config, train_run
 from ..viz import save_confusion
@@ -160,12 +159,7 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _write_results(path: Path, rows: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=RESULT_FIELDS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: f"{r[k]:.6g}" if isinstance(r[k], float) else r[k] for k in RESULT_FIELDS})
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, rows, RESULT_FIELDS)
 
 
 # --------------------------------------------------------------------------- summaries
