@@ -21,8 +21,9 @@ def _rate(fn, flops: float, min_time: float = 1.0, window: float = 0.2) -> float
     ``window`` seconds) over at least ``min_time`` seconds in all.
 
     Windows, not single calls: on a shared machine with AMX one short call now and
-    then ran 2-3.5x faster than any sustained stretch, and a peak made of such
-    outliers is not one that a training loop could ever be held against."""
+    then ran several times faster than any sustained stretch (docs/performance.md,
+    ``peak/``), and a peak made of such outliers is not one that a training loop
+    could ever be held against."""
     fn()  # warm-up
     best, spent = 0.0, 0.0
     while spent < min_time:

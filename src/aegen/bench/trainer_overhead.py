@@ -76,8 +76,8 @@ def measure(
 
     def bare() -> int:
         # a fresh optimizer per run, as the Trainer builds one per fit, from the same config
-        # (fused where the model asks for it): a long-lived AdamW ran ae-mlp ~10 % faster
-        # than a new one, which made the Trainer look slower than it is
+        # (fused where the model asks for it): a long-lived AdamW ran ae-mlp faster than a
+        # new one (docs/performance.md), which made the Trainer look slower than it is
         opt = torch.optim.AdamW(
             model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused or None
         )

@@ -49,8 +49,8 @@ __all__ = [
 
 FEATURES_JSON = "features.json"
 
-# bf16 autocast made a training step 1.3-1.6x faster on this CPU (bench/features_speed.py);
-# features for scoring are always computed in float32.
+# bf16 autocast makes a training step faster where the CPU has bf16 (measured with
+# bench/features_speed.py: docs/evaluation.md); features for scoring are always float32.
 TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 8, "batch_size": 128, "lr": 2e-3, "amp": "auto"}
 
 
