@@ -34,7 +34,7 @@ from ..data.loader import to_float
 from ..errors import CheckpointError, UserError
 from ..files import RunLock, atomic_write_json, ensure_dir
 from ..models.feature_net import MODEL_NAME, FeatureNet, FeatureNetConfig
-from ..train import Trainer, seed_everything
+from ..train import Trainer, check_batch_size, seed_everything
 from ..version import __version__
 
 __all__ = [
@@ -173,10 +173,7 @@ def train_features(
     if epochs is not None:
         train_values["epochs"] = epochs
     train_cfg = from_dict(TrainConfig, train_values, "train")
-    if len(data.train) < train_cfg.batch_size:
-        raise UserError(
-            f"train.batch_size={train_cfg.batch_size} is larger than the {len(data.train)} training images"
-        )
+    check_batch_size(train_cfg.batch_size, len(data.train))
     seed_everything(train_cfg.seed)
     net = FeatureNet(model_cfg)
     ensure_dir(out)
