@@ -1,10 +1,13 @@
-"""The CSV writer every results file goes through: header, number format, missing and extra keys."""
+"""Atomic writes: a library save call through a temporary file, and the CSV writer every
+results file goes through (header, number format, missing and extra keys)."""
 
 from __future__ import annotations
 
 import csv
 
-from aegen.files import atomic_write_csv
+import pytest
+
+from aegen.files import atomic_save, atomic_write_bytes, atomic_write_csv
 
 
 def test_csv_rows_floats_six_digits_missing_empty_extra_dropped(tmp_path):
@@ -20,3 +23,24 @@ def test_csv_rows_floats_six_digits_missing_empty_extra_dropped(tmp_path):
         back = list(csv.DictReader(f))
     assert back[0] == {"name": "a", "n": "3", "x": "0.333333"}
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left beside it
+
+
+def test_a_library_save_lands_whole_or_leaves_the_previous_file(tmp_path):
+    target = tmp_path / "weights.bin"
+    atomic_write_bytes(target, b"old")
+
+    def save_then_fail(name):
+        with open(name, "wb") as f:
+            f.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save(target, save_then_fail)
+    assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
+
+    def save(name):
+        with open(name, "wb") as f:
+            f.write(b"new")
+
+    atomic_save(target, save)
+    assert target.read_bytes() == b"new" and list(tmp_path.iterdir()) == [target]
