@@ -1,4 +1,5 @@
-"""A run directory end to end (aegen.runs): one written before the config renames resumes."""
+"""A run directory end to end (aegen.runs): one written before the config renames loads,
+counts as the same run, and resumes."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pytest
 import torch
 
 import aegen
-from aegen.checkpoint import read_train_state, write_config
-from aegen.runs import make_run_config, train_run
+from aegen.checkpoint import read_train_state, write_checkpoint, write_config
+from aegen.config import RunConfig
+from aegen.runs import make_run_config, stage_state, train_run
 
 # A tiny VQ-VAE in today's names and in the names its config.json had before the renames
 # (docs/architecture.md: code_dim → codebook_dim, hidden: H → channels: (H/2, H),
@@ -17,6 +19,38 @@ from aegen.runs import make_run_config, train_run
 NEW = {"num_codes": 16, "codebook_dim": 8, "channels": "8,16", "res_dim": 8, "res_blocks": 1}
 OLD = {"num_codes": 16, "code_dim": 8, "hidden": 16, "res_hidden": 8, "res_blocks": 1}
 TRAIN = {"epochs": 2, "batch_size": 100, "seed": 3, "limit": 400, "val_size": 100}
+
+
+def write_old_config(out, run: RunConfig) -> None:
+    """config.json of ``run`` (a tiny vqvae) as aegen wrote it before the renames."""
+    old_json = run.to_json()
+    old_json["model_config"] = {
+        k: v
+        for k, v in old_json["model_config"].items()
+        if k not in ("codebook_dim", "channels", "res_dim")
+    } | OLD
+    out.mkdir()
+    write_config(out, {**old_json, "family": "vqvae"})
+    assert "code_dim" in json.loads((out / "config.json").read_text())["model_config"]
+
+
+def test_a_run_written_with_old_names_loads_and_counts_as_the_same_run(tmp_path):
+    """A config.json from before the renames: the weights load, and a pipeline stage
+    configured today with the new names sees the same settings (it would resume, not refuse)."""
+    run = make_run_config(
+        "vqvae", data="synthetic", overrides=[f"model.{k}={v}" for k, v in OLD.items()]
+    )
+    model = aegen.build_model("vqvae", run.model_config)
+    out = tmp_path / "old"
+    write_old_config(out, run)
+    write_checkpoint(out, model, {"finished": True})
+
+    loaded = aegen.load(out)
+    assert loaded.config == run.model_config
+    for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    keys = ("model", "model_config", "train", "data")
+    assert stage_state(out, run.to_json(), keys, "VQ-VAE") == "done"  # not "other settings"
 
 
 def test_a_run_written_with_the_old_names_resumes_to_the_uncut_runs_weights(tmp_path):
@@ -32,14 +66,7 @@ def test_a_run_written_with_the_old_names_resumes_to_the_uncut_runs_weights(tmp_
     # that stops on call 7 of the loss: epoch 1 is 3 training calls and 1 validation call,
     # so that is step 6, and the last checkpoint is step 4, epoch 2's first
     cut = tmp_path / "cut"
-    cut.mkdir()
-    old_json = run.to_json()
-    old_json["model_config"] = {
-        k: v
-        for k, v in old_json["model_config"].items()
-        if k not in ("codebook_dim", "channels", "res_dim")
-    } | OLD
-    write_config(cut, {**old_json, "family": "vqvae"})
+    write_old_config(cut, run)
     aegen.seed_everything(run.train.seed)
     model = aegen.build_model("vqvae", run.model_config)
     calls = {"n": 0}
@@ -57,7 +84,6 @@ def test_a_run_written_with_the_old_names_resumes_to_the_uncut_runs_weights(tmp_
         trainer.fit(data)
     state = read_train_state(cut)
     assert (state["epoch"], state["step"], state["step_in_epoch"]) == (1, 4, 1)
-    assert "code_dim" in json.loads((cut / "config.json").read_text())["model_config"]
 
     aegen.seed_everything(123)  # resuming must not depend on the caller's RNG
     resumed = train_run(None, cut, resume=True, progress=False, data=data)
