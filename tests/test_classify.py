@@ -10,19 +10,11 @@ import torch
 from conftest import assert_user_error
 
 import aegen
-from aegen.classify import (
-    ClassifyConfig,
-    accuracy,
-    confusion_matrix,
-    encoder_parameters,
-    labeled_indices,
-    labeled_split,
-    load_classifier,
-    load_encoder_model,
-    predict,
-    train_classifier,
-)
+from aegen.classify import ClassifyConfig, load_classifier, load_encoder_model, train_classifier
+from aegen.data.labeled import labeled_indices, labeled_split
 from aegen.data.loader import Batch, to_float
+from aegen.eval.classify import accuracy, confusion_matrix, predict
+from aegen.models.classifier import encoder_parameters
 
 # A small MLP AE that learns the synthetic shapes in a few seconds.
 AE_ARGS = ["--set", "model.hidden=128", "--set", "model.code_dim=16", "--set", "train.lr=3e-3"]
@@ -266,7 +258,7 @@ def test_cli_refuses_a_run_without_an_encoder(cli, tmp_path):
     prior = tmp_path / "prior"
     prior.mkdir()
     write_config(prior, {"model": "pixelcnn", "model_config": cfg})
-    save_model(prior / "model.safetensors", aegen.build("pixelcnn", **cfg))
+    save_model(prior / "model.safetensors", aegen.build_model("pixelcnn", **cfg))
     out = tmp_path / "clf"
     assert_user_error(cli("classify", prior, "--out", out), "without an encoder")
     empty = tmp_path / "empty"

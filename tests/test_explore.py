@@ -31,7 +31,7 @@ from aegen.explore import SamplingSession, export_static, make_server, open_runs
 from aegen.explore.pages import pixels
 from aegen.explore.vq import VQPage
 from aegen.pipelines.vq_prior import run_pipeline
-from aegen.registry import available, build
+from aegen.registry import available, build_model
 from aegen.runs import make_run_config, train_run
 
 VQ_TINY = [
@@ -351,7 +351,7 @@ def test_stepping_the_prior_over_http_equals_prior_sample(server, pages, label, 
 def test_a_session_equals_sample_for_every_prior(name):
     """The cached priors (transformer, pixelrnn) and the uncached one (pixelcnn) alike."""
     torch.manual_seed(0)
-    prior = build(name, num_codes=8, height=3, width=3, num_classes=2).eval()
+    prior = build_model(name, num_codes=8, height=3, width=3, num_classes=2).eval()
     for seed, label in ((0, None), (1, 1), (5, 0)):
         session = SamplingSession(prior, seed=seed, label=label, temperature=0.9)
         while not session.done:

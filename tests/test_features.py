@@ -79,11 +79,21 @@ def test_train_refuses_an_existing_run(tiny_features, small_synthetic):
         train_features(small_synthetic, tiny_features.directory, epochs=1, progress=False)
 
 
+def test_a_batch_larger_than_the_data_is_refused_before_anything_is_written(
+    small_synthetic, tmp_path
+):
+    out = tmp_path / "features"
+    big = {"batch_size": len(small_synthetic.train) + 1}
+    with pytest.raises(aegen.UserError, match="larger than the 1000 training examples"):
+        train_features(small_synthetic, out, epochs=1, train_overrides=big, progress=False)
+    assert not out.exists()
+
+
 def test_feature_net_config_is_checked():
     with pytest.raises(aegen.ConfigError, match="feature_dim"):
-        aegen.build("feature-cnn", feature_dim=1)
+        aegen.build_model("feature-cnn", feature_dim=1)
     assert "feature-cnn" not in aegen.available("model")  # not an autoencoder
-    assert isinstance(aegen.build("feature-cnn", channels=(4, 8)), FeatureNet)
+    assert isinstance(aegen.build_model("feature-cnn", channels=(4, 8)), FeatureNet)
     assert FeatureNetConfig().feature_dim == 128
 
 

@@ -38,8 +38,8 @@ def _samplers() -> list[str]:
 def _build(name: str, strict: bool = True):
     torch.manual_seed(0)
     if strict or name in SMALL:
-        return aegen.build(name, SMALL[name])
-    return aegen.build(name)
+        return aegen.build_model(name, SMALL[name])
+    return aegen.build_model(name)
 
 
 def _images(name: str, n: int, seed: int) -> torch.Tensor:
@@ -47,7 +47,7 @@ def _images(name: str, n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     if entry(name).kind == "prior":
         torch.manual_seed(1)
-        return sample_with(model, aegen.build("vqvae", VQVAE).eval(), n, generator=g)
+        return sample_with(model, aegen.build_model("vqvae", VQVAE).eval(), n, generator=g)
     return model.eval().sample(n, generator=g)
 
 

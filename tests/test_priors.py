@@ -23,7 +23,7 @@ SMALL = {
 
 def _prior(name, **kw):
     torch.manual_seed(0)
-    return aegen.build(name, num_codes=12, height=5, width=6, **{**SMALL[name], **kw}).eval()
+    return aegen.build_model(name, num_codes=12, height=5, width=6, **{**SMALL[name], **kw}).eval()
 
 
 def test_all_three_are_registered():
@@ -102,7 +102,7 @@ def test_trainer_trains_a_prior_below_the_unigram_entropy(tmp_path):
     """Through the shared Trainer (codes as int64 x): held-out NLL falls far below the
     unigram entropy of these codes (2 bits), towards the true 1/6 bit per code."""
     data = Dataset("codes", _code_data(1200, 0), _code_data(200, 1), _code_data(200, 2), ["a", "b"])
-    prior = aegen.build(
+    prior = aegen.build_model(
         "transformer", num_codes=12, height=5, width=6, num_classes=2, **SMALL["transformer"]
     )
     Trainer(prior, TrainConfig(epochs=3, batch_size=50, lr=3e-3), tmp_path, progress=False).fit(
@@ -147,7 +147,7 @@ def test_label_errors(name):
 def test_default_configs_see_the_whole_past_of_a_7x7_grid(name):
     """With the shipped defaults (K = 256, 7×7), the last position depends on every other one."""
     torch.manual_seed(0)
-    prior = aegen.build(name, num_codes=256, num_classes=10).eval()
+    prior = aegen.build_model(name, num_codes=256, num_classes=10).eval()
     codes = torch.randint(256, (1, 7, 7), generator=torch.Generator().manual_seed(0))
     emb = prior.embed(codes).detach().requires_grad_(True)
     prior.logits_from(emb, torch.tensor([4])).flatten(2)[0, :, 48].pow(2).sum().backward()

@@ -13,11 +13,9 @@ from .checkpoint import load
 from .config import DataConfig, RunConfig, TrainConfig
 from .data import Batch, load_data
 from .errors import CheckpointError, ConfigError, DataError, UserError
-from .registry import available, build
+from .registry import available, build_model
 from .train import Trainer, seed_everything
 from .version import __version__
-
-build_model = build
 
 __all__ = [
     "Batch",
@@ -31,7 +29,6 @@ __all__ = [
     "UserError",
     "__version__",
     "available",
-    "build",
     "build_model",
     "load",
     "load_data",

@@ -1,4 +1,4 @@
-"""Classifiers on an autoencoder's features, and the labeled subsets they learn from.
+"""Training classifiers on an autoencoder's features, and classifier directories.
 
 The lecture's question: an autoencoder learned a representation from images
 without labels; how good a classifier does it give when only a few labels
@@ -26,15 +26,14 @@ The unlabeled images of ``joint``, ``consistency`` and ``m2`` are drawn at every
 step from all training images (labeled or not) with the global torch RNG, which the
 Trainer checkpoints, so a resumed run draws the same ones.
 
-"The encoder" is found by gradient, not by name: the parameters that
-``features(x)`` depends on (:func:`encoder_parameters`). That excludes the
-decoder, a VAE's log-variance head, a VQ-VAE's codebook when features bypass it.
+The labeled images are a class-balanced subset of the training split
+(:func:`aegen.data.labeled.labeled_indices`). The validation split never holds a
+labeled image; it is monitored, never used to pick weights: results are the
+final weights' test accuracy.
 
-The labeled images are a class-balanced subset of the training split, chosen
-from a seed (:func:`labeled_indices`); for one seed, a smaller fraction's subset
-is part of every larger one. The validation split is held out before any of
-this, so it never holds a labeled image; it is monitored, never used to pick
-weights: results are the final weights' test accuracy.
+This module trains classifiers and reads and writes their directories; the
+network is :mod:`aegen.models.classifier`, its scores :mod:`aegen.eval.classify`,
+the confusion-matrix picture :func:`aegen.viz.save_confusion`.
 """
 
 from __future__ import annotations
@@ -64,41 +63,33 @@ from .checkpoint import (
 from .config import TrainConfig, bounded, check, check_bounds, from_dict, to_dict
 from .data.augment import shift_flip, strong_view
 from .data.datasets import Dataset, Split
+from .data.labeled import labeled_indices
 from .data.loader import Batch, to_float
-from .errors import CheckpointError, UserError
+from .errors import CheckpointError
+from .eval.classify import accuracy, confusion_matrix, predict
 from .files import atomic_write_json
 from .models.base import Autoencoder
+from .models.classifier import Classifier, encoder_parameters
 from .models.m2 import M2, M2Config
 from .train import Trainer, autocast, seed_everything
 
 __all__ = [
     "CLASSIFIER_JSON",
-    "HEADS",
     "MODES",
     "ClassifyConfig",
     "ClassifyResult",
-    "Classifier",
     "ConsistencyLoss",
     "M2Classifier",
     "M2Loss",
     "FeatureSet",
-    "accuracy",
-    "confusion_matrix",
     "encode_features",
-    "encoder_parameters",
-    "labeled_indices",
-    "labeled_split",
     "load_classifier",
     "load_encoder_model",
-    "make_head",
-    "predict",
-    "save_confusion",
     "train_classifier",
     "write_classifier_json",
 ]
 
 MODES = ("probe", "finetune", "scratch", "joint", "consistency", "m2")
-HEADS = ("linear", "mlp")
 CLASSIFIER_JSON = "classifier.json"
 
 Mode = Literal["probe", "finetune", "scratch", "joint", "consistency", "m2"]
@@ -153,34 +144,6 @@ class ClassifyConfig:
         check(self.recon_weight >= 0, f"recon_weight must be >= 0, got {self.recon_weight}")
 
 
-# --------------------------------------------------------------------------- labeled subsets
-
-
-def labeled_indices(y: torch.Tensor, fraction: float, seed: int, num_classes: int) -> torch.Tensor:
-    """Sorted indices of a class-balanced labeled subset of labels ``y``.
-
-    Each class keeps ``round(fraction · N / num_classes)`` images (at least one, at
-    most all it has), the first ones of a permutation drawn from ``seed``; so for a
-    fixed seed, the subset of a smaller fraction lies inside that of a larger one.
-    ``fraction == 1`` keeps every index.
-    """
-    check(0 < fraction <= 1, f"the labeled fraction must be in (0, 1], got {fraction}")
-    n = y.shape[0]
-    if fraction == 1:
-        return torch.arange(n)
-    per_class = max(1, round(fraction * n / num_classes))
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=g)  # one permutation, then stable per-class prefixes
-    ranked = y[order]
-    picked = [order[ranked == c][:per_class] for c in range(num_classes)]
-    return torch.cat(picked).sort().values
-
-
-def labeled_split(data: Dataset, fraction: float, seed: int) -> Split:
-    """The labeled training images: a balanced subset of ``data.train`` (never validation)."""
-    return data.train.subset(labeled_indices(data.train.y, fraction, seed, data.num_classes))
-
-
 # --------------------------------------------------------------------------- encoders
 
 
@@ -202,26 +165,6 @@ def load_encoder_model(run_dir: str | Path, best: bool = False) -> Autoencoder:
     if f.ndim != 2:
         raise CheckpointError(f"{d}: features() of {model.registry_name} are not (B, F)")
     return model
-
-
-def encoder_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters ``model.features`` depends on, found by one backward pass.
-
-    Generic over architectures: whatever a model calls its encoder, these are the
-    weights a fine-tuned classifier can change through the features.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    was_training = model.training
-    model.eval()
-    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    with torch.enable_grad():
-        f = model.features(x)
-        grads = torch.autograd.grad(f.float().sum(), params, allow_unused=True)
-    model.train(was_training)
-    used = [p for p, g in zip(params, grads, strict=True) if g is not None]
-    if not used:
-        raise UserError(f"{model.registry_name}: features() depend on no trainable parameter")
-    return used
 
 
 @dataclass
@@ -251,117 +194,6 @@ def encode_features(model: nn.Module, data: Dataset, amp: str = "off") -> Featur
     splits = [Split(_features_of(model, s.x, amp), s.y) for s in (data.train, data.val, data.test)]
     model.train(was_training)
     return FeatureSet(dataclasses.replace(data, train=splits[0], val=splits[1], test=splits[2]))
-
-
-# --------------------------------------------------------------------------- the classifier
-
-
-def _feature_dim(model: nn.Module) -> int:
-    was_training = model.training
-    model.eval()  # one image through train-mode layers (batch norm) would be refused
-    with torch.no_grad():
-        dim = model.features(torch.zeros(1, 1, 28, 28)).shape[1]
-    model.train(was_training)
-    return dim
-
-
-def make_head(dim: int, num_classes: int, kind: str, hidden: int, dropout: float) -> nn.Module:
-    """A linear head, or Linear → ReLU → Dropout → Linear with ``hidden`` units.
-
-    Only the MLP head has dropout: on the features themselves it starves a linear
-    probe (measured: 80% instead of 84% with all labels on the MLP AE's code).
-    """
-    if kind == "linear":
-        return nn.Linear(dim, num_classes)
-    return nn.Sequential(
-        nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes)
-    )
-
-
-class Classifier(nn.Module):
-    """An autoencoder's features, standardised, then a head: logits (B, C) for images (B, 1, 28, 28).
-
-    ``frozen`` keeps the backbone in eval mode and out of the gradient (the probe).
-    ``recon_weight > 0`` adds the backbone's own loss on ``recon_batch`` random
-    ``unlabeled`` images (uint8, (N, 28, 28)) at each training step (joint mode);
-    the draw uses the global torch RNG, which the Trainer checkpoints, so a
-    resumed run draws the same batches.
-    """
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        num_classes: int,
-        head: str = "linear",
-        hidden: int = 256,
-        dropout: float = 0.0,
-        frozen: bool = False,
-        recon_weight: float = 0.0,
-        recon_batch: int = 32,
-    ):
-        super().__init__()
-        self.backbone = backbone
-        dim = _feature_dim(backbone)
-        self.head = make_head(dim, num_classes, head, hidden, dropout)
-        # fixed standardisation of the features, from unlabeled training images
-        self.register_buffer("feature_mean", torch.zeros(dim))
-        self.register_buffer("feature_std", torch.ones(dim))
-        self.frozen = frozen
-        self.recon_weight = recon_weight
-        self.recon_batch = recon_batch
-        self.unlabeled: torch.Tensor | None = None
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> Classifier:
-        super().train(mode)
-        if self.frozen:
-            self.backbone.eval()
-        return self
-
-    def set_standardisation(self, features: torch.Tensor) -> None:
-        """Centre and scale features by their mean and std over ``features`` (N, F)."""
-        self.feature_mean.copy_(features.mean(0))
-        self.feature_std.copy_(features.std(0).clamp_min(1e-6))
-
-    def classify_features(self, f: torch.Tensor) -> torch.Tensor:
-        return self.head((f.float() - self.feature_mean) / self.feature_std)  # (B, C)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.frozen:
-            with torch.no_grad():
-                f = self.backbone.features(x)
-        else:
-            f = self.backbone.features(x)  # (B, F)
-        return self.classify_features(f)
-
-    @staticmethod
-    def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Mean cross-entropy (nats) and accuracy of logits (B, C) against labels (B,)."""
-        ce = F.cross_entropy(logits.float(), y)
-        return ce, {"ce": ce.detach(), "acc": (logits.argmax(1) == y).float().mean()}
-
-    def feature_loss(self, batch: Batch) -> tuple[torch.Tensor, dict]:
-        """The probe's loss over precomputed features (``batch.x`` is (B, F))."""
-        return self.ce_loss(self.classify_features(batch.x), batch.y)
-
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict]:
-        loss, logs = self.ce_loss(self(batch.x), batch.y)
-        if self.recon_weight > 0:
-            recon, _ = self.backbone.loss(self._reconstruction_batch(batch))
-            logs["recon"] = recon.detach()
-            loss = loss + self.recon_weight * recon
-        return loss, logs
-
-    def _reconstruction_batch(self, batch: Batch) -> Batch:
-        # validation scores the reconstruction of its own images; training draws
-        # from all training images, labeled or not
-        if not self.training or self.unlabeled is None:
-            return batch
-        idx = torch.randint(self.unlabeled.shape[0], (self.recon_batch,))
-        x = to_float(self.unlabeled[idx]).to(batch.x.device)
-        if batch.x.is_contiguous(memory_format=torch.channels_last):
-            x = x.contiguous(memory_format=torch.channels_last)
-        return Batch(x, torch.full((x.shape[0],), -1, dtype=torch.long))
 
 
 def _draw_unlabeled(pool: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -450,62 +282,6 @@ class M2Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.class_logits(x)
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-@torch.no_grad()
-def predict(clf: Classifier, x: torch.Tensor, batch_size: int = 1000, amp: str = "off"):
-    """Predicted classes (N,) for uint8 images (N, 28, 28), in eval mode."""
-    was_training = clf.training
-    clf.eval()
-    out = []
-    for start in range(0, x.shape[0], batch_size):
-        with autocast(amp):
-            out.append(clf(to_float(x[start : start + batch_size])).argmax(1))
-    clf.train(was_training)
-    return torch.cat(out)
-
-
-def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Counts (C, C): row = true class, column = predicted class."""
-    flat = y.long() * num_classes + pred.long()
-    return torch.bincount(flat, minlength=num_classes**2).view(num_classes, num_classes)
-
-
-def accuracy(cm: torch.Tensor) -> float:
-    """Fraction correct from a confusion matrix."""
-    return float(cm.diagonal().sum()) / max(1, int(cm.sum()))
-
-
-def save_confusion(path: str | Path, cm: torch.Tensor, classes: list[str], title: str = "") -> Path:
-    """The confusion matrix as a PNG: rows true, columns predicted, shaded by row share."""
-    from .viz import figure, save_figure
-
-    counts = cm.double()
-    share = counts / counts.sum(1, keepdim=True).clamp_min(1)
-    c = len(classes)
-    fig = figure(7, 6)
-    ax = fig.add_subplot(111)
-    ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
-    for i in range(c):
-        for j in range(c):
-            ax.text(
-                j,
-                i,
-                str(int(counts[i, j])),
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if share[i, j] > 0.5 else "black",
-            )
-    ax.set_xticks(range(c), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(c), classes, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or f"accuracy {accuracy(cm):.2%}")
-    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- training

@@ -69,11 +69,10 @@ def flush_denormals() -> None:
     reaches only the calling thread.
 
     AdamW's moments for weights that never get a gradient (pixels that are always 0)
-    decay into denormals, where x86 arithmetic is many times slower: ``ae-mlp`` epochs
-    went from 4.6 s to 6.7 s after the first without the flush, 1.56x in all
-    (docs/performance.md). It is off by default: with it on, a run killed and resumed
-    was not bit-identical to an uninterrupted one in 2 of 11 trials (18 of 18 were
-    with it off), and exact resumption is a promise of this library. The library
+    decay into denormals, where x86 arithmetic is many times slower (what the flush
+    saves: docs/performance.md, ``denormals/``). It is off by default: with it on, a run
+    killed and resumed was in some trials not bit-identical to an uninterrupted one
+    (docs/performance.md), and exact resumption is a promise of this library. The library
     itself never sets it, because it changes float arithmetic for the whole process.
     """
     if os.environ.get("AEGEN_FLUSH_DENORMAL") == "1":

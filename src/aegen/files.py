@@ -8,6 +8,7 @@ leaves the previous good file (or none), never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import hashlib
 import io
@@ -16,7 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "RunLock",
     "atomic_write",
     "atomic_write_bytes",
+    "atomic_write_csv",
     "atomic_write_json",
     "atomic_save",
     "atomic_write_text",
@@ -66,21 +68,28 @@ def ensure_writable_file(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
-    """Open a temporary file beside ``path``; on success fsync and rename it over ``path``."""
+def _replacing(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """A temporary file beside ``path`` (its open descriptor and name): renamed over
+    ``path`` when the block succeeds, removed when it raises."""
     p = Path(path)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     os.fchmod(fd, _MODE)
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield fd, tmp
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary file beside ``path``; on success fsync and rename it over ``path``."""
+    with _replacing(path) as (fd, _), os.fdopen(fd, mode) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -96,21 +105,26 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def atomic_write_csv(
+    path: str | os.PathLike, rows: Iterable[dict[str, Any]], columns: Sequence[str]
+) -> None:
+    """Write ``rows`` as CSV with a header of ``columns``: floats with 6 significant digits,
+    a missing value as an empty cell, keys outside ``columns`` left out."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
 def atomic_save(path: str | os.PathLike, save: Callable[[str], None]) -> None:
     """Atomically write a file produced by a library ``save(filename)`` call."""
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.fchmod(fd, _MODE)
-    os.close(fd)
-    try:
+    with _replacing(path) as (fd, tmp):
+        os.close(fd)
         save(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _umask() -> int:

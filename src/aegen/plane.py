@@ -13,7 +13,7 @@ import torch
 
 from .config import TrainConfig
 from .data.datasets import Dataset, Split
-from .registry import build
+from .registry import build_model
 from .train import Trainer, seed_everything
 
 __all__ = [
@@ -103,7 +103,7 @@ def run_plane_demo(
     """Train the linear 3 → 2 → 3 AE and compare its test MSE with the PCA optimum."""
     data = make_plane_data(seed=seed)
     seed_everything(seed)
-    model = build(
+    model = build_model(
         "ae-mlp", input_dim=3, hidden=(), code_dim=2, linear=True, output="linear", recon_loss="mse"
     )
     cfg = TrainConfig(epochs=epochs, batch_size=128, lr=3e-2, schedule="cosine", seed=seed)

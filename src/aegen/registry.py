@@ -7,7 +7,7 @@ and the CLI can train them)::
     @register("ae-mlp", AEMLPConfig)
     class AEMLP(Autoencoder): ...
 
-and everything else builds by name: ``build("ae-mlp", code_dim=2)``. Loading a
+and everything else builds by name: ``build_model("ae-mlp", code_dim=2)``. Loading a
 run directory looks the name up here too, so there is no ``if/elif`` chain over
 model classes anywhere.
 """
@@ -22,7 +22,7 @@ from typing import Any
 from .config import from_dict, to_dict
 from .errors import ConfigError
 
-__all__ = ["Entry", "available", "build", "build_from_config", "entry", "register"]
+__all__ = ["Entry", "available", "build_model", "entry", "register"]
 
 
 @dataclass(frozen=True)
@@ -95,12 +95,7 @@ def entry(name: str, kind: str | None = None) -> Entry:
     return e
 
 
-def build_from_config(name: str, config: Any):
-    """Instantiate the registered class ``name`` from a ready config object."""
-    return entry(name).cls(config)
-
-
-def build(name: str, config: dict[str, Any] | Any | None = None, **overrides: Any):
+def build_model(name: str, config: dict[str, Any] | Any | None = None, **overrides: Any):
     """Build a registered model or prior from a config dict/object plus keyword overrides."""
     e = entry(name)
     values = to_dict(config) if hasattr(config, "__dataclass_fields__") else dict(config or {})

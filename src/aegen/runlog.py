@@ -9,12 +9,11 @@ significant digits.
 from __future__ import annotations
 
 import csv
-import io
 import sys
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_write_text
+from .files import atomic_write_csv
 
 __all__ = ["METRICS_CSV", "RunLog", "read_metrics", "write_metrics"]
 
@@ -33,16 +32,7 @@ def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _fmt(v) for k, v in row.items()})
-    atomic_write_text(path, buf.getvalue())
-
-
-def _fmt(v: Any) -> Any:
-    return f"{v:.6g}" if isinstance(v, float) else v
+    atomic_write_csv(path, rows, columns)
 
 
 class RunLog:

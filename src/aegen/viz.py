@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from .data.loader import to_float
+from .eval.classify import accuracy
 from .files import atomic_write_bytes
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "image_grid",
     "latent_scatter",
     "plot_curves",
+    "save_confusion",
     "save_figure",
     "save_grid",
     "save_image",
@@ -191,4 +193,31 @@ def plot_curves(
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def save_confusion(path: str | Path, cm: torch.Tensor, classes: list[str], title: str = "") -> Path:
+    """The confusion matrix as a PNG: rows true, columns predicted, shaded by row share."""
+    counts = cm.double()
+    share = counts / counts.sum(1, keepdim=True).clamp_min(1)
+    c = len(classes)
+    fig = figure(7, 6)
+    ax = fig.add_subplot(111)
+    ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
+    for i in range(c):
+        for j in range(c):
+            ax.text(
+                j,
+                i,
+                str(int(counts[i, j])),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
+    ax.set_xticks(range(c), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(c), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"accuracy {accuracy(cm):.2%}")
     return save_figure(fig, path)

@@ -14,7 +14,7 @@ import torch
 from ..config import TrainConfig
 from ..data.datasets import Dataset, Split
 from ..data.loader import epoch_batches, to_float
-from ..registry import build
+from ..registry import build_model
 from ..train import Trainer, seed_everything
 from .core import Case, interleaved
 
@@ -64,7 +64,7 @@ def scaling(
             data.name, Split(data.train.x[:m], data.train.y[:m]), empty, data.test, data.classes
         )
         seed_everything(0)
-        net = build(model)
+        net = build_model(model)
         t0 = time.perf_counter()
         Trainer(net, cfg, None, progress=False).fit(sub)
         dt = time.perf_counter() - t0

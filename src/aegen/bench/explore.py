@@ -23,7 +23,7 @@ from ..explore.latent import LatentPage
 from ..explore.sampling import PriorPage
 from ..explore.server import make_server, start_in_thread
 from ..explore.vq import VQPage
-from ..registry import build
+from ..registry import build_model
 from .core import Case
 
 __all__ = ["BUDGET_MS", "latency_cases"]
@@ -62,10 +62,10 @@ def _latency_cases(repeats: int) -> list[Case]:
     torch.manual_seed(0)
     x, y = _test_images()
     classes = [str(i) for i in range(10)]
-    ae = LatentPage("ae-conv", "ae-conv", build("ae-conv"), x, y, classes)
-    vae = LatentPage("vae-mlp", "vae-mlp", build("vae-mlp"), x, y, classes)
-    vq = VQPage("vqvae", "vqvae", build("vqvae"), x, y, classes)
-    prior = PriorPage("prior", "prior", build("transformer", num_classes=10), vq)
+    ae = LatentPage("ae-conv", "ae-conv", build_model("ae-conv"), x, y, classes)
+    vae = LatentPage("vae-mlp", "vae-mlp", build_model("vae-mlp"), x, y, classes)
+    vq = VQPage("vqvae", "vqvae", build_model("vqvae"), x, y, classes)
+    prior = PriorPage("prior", "prior", build_model("transformer", num_classes=10), vq)
     server = make_server([ae, vae, vq, prior], "127.0.0.1", 0)
     start_in_thread(server, stop_after=600)
     conn = http.client.HTTPConnection(*server.server_address[:2], timeout=30)

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import TrainConfig
 from ..data.loader import Batch, to_float
-from ..registry import build
+from ..registry import build_model
 from ..train import autocast, seed_everything
 from .core import Case
 
@@ -21,8 +21,9 @@ def _rate(fn, flops: float, min_time: float = 1.0, window: float = 0.2) -> float
     ``window`` seconds) over at least ``min_time`` seconds in all.
 
     Windows, not single calls: on a shared machine with AMX one short call now and
-    then ran 2-3.5x faster than any sustained stretch, and a peak made of such
-    outliers is not one that a training loop could ever be held against."""
+    then ran several times faster than any sustained stretch (docs/performance.md,
+    ``peak/``), and a peak made of such outliers is not one that a training loop
+    could ever be held against."""
     fn()  # warm-up
     best, spent = 0.0, 0.0
     while spent < min_time:
@@ -122,7 +123,7 @@ def training_fraction(
 ) -> Case:
     """GFLOP/s reached while training model ``name`` with ``cfg``'s speed switches, vs ``peak``."""
     seed_everything(0)
-    model = build(name)
+    model = build_model(name)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(

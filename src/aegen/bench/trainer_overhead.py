@@ -18,7 +18,7 @@ import torch
 from ..config import TrainConfig
 from ..data.datasets import Dataset, Split, load_data
 from ..data.loader import Batch, epoch_batches, to_float
-from ..registry import available, build
+from ..registry import available, build_model
 from ..train import Trainer, autocast, seed_everything
 from .core import Case, interleaved, write_report
 
@@ -57,7 +57,7 @@ def measure(
 ) -> Case:
     """The Trainer's and the bare loop's images/s for model ``name``, interleaved."""
     seed_everything(0)
-    model = build(name)
+    model = build_model(name)
     cls_defaults = dict(getattr(type(model), "train_defaults", {}))
     base = train or TrainConfig(
         **{k: v for k, v in cls_defaults.items() if k in TrainConfig.__dataclass_fields__}
@@ -76,8 +76,8 @@ def measure(
 
     def bare() -> int:
         # a fresh optimizer per run, as the Trainer builds one per fit, from the same config
-        # (fused where the model asks for it): a long-lived AdamW ran ae-mlp ~10 % faster
-        # than a new one, which made the Trainer look slower than it is
+        # (fused where the model asks for it): a long-lived AdamW ran ae-mlp faster than a
+        # new one (docs/performance.md), which made the Trainer look slower than it is
         opt = torch.optim.AdamW(
             model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused or None
         )

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 
 from ..data.loader import Batch
-from ..registry import available, build
+from ..registry import available, build_model
 from ..train import autocast
 from .core import Case
 
@@ -30,7 +30,7 @@ def train_speed(
 ) -> float:
     """images/s of a bare VQ-VAE training loop on the float batch ``x`` (B, 1, 28, 28)."""
     torch.manual_seed(0)
-    model = build("vqvae").train()
+    model = build_model("vqvae").train()
     if channels_last:
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -50,7 +50,7 @@ def train_speed(
 
 def encode_speed(x: torch.Tensor, repeats: int = 3) -> float:
     """images/s of ``encode_indices`` (what ``aegen encode`` does), eval mode, fp32."""
-    model = build("vqvae").eval()
+    model = build_model("vqvae").eval()
     with torch.no_grad():
         return x.shape[0] / best_of(lambda: model.encode_indices(x), repeats)
 
@@ -58,7 +58,7 @@ def encode_speed(x: torch.Tensor, repeats: int = 3) -> float:
 def sample_speed(name: str, n: int, use_cache: bool, repeats: int = 2) -> float:
     """Code grids per second drawn by prior ``name`` (default config, class-conditional)."""
     torch.manual_seed(0)
-    prior = build(name, num_classes=10).eval()
+    prior = build_model(name, num_classes=10).eval()
     g = torch.Generator()
     return n / best_of(
         lambda: prior.sample(n, generator=g.manual_seed(0), use_cache=use_cache), repeats

@@ -9,11 +9,9 @@ from pathlib import Path
 from ..checkpoint import MODEL
 from ..classify import (
     CLASSIFIER_JSON,
-    HEADS,
     MODES,
     ClassifyConfig,
     load_encoder_model,
-    save_confusion,
     train_classifier,
     write_classifier_json,
 )
@@ -21,6 +19,8 @@ from ..config import from_dict
 from ..errors import UserError
 from ..eval.metrics import update_metrics_json
 from ..files import RunLock, ensure_dir
+from ..models.classifier import HEADS
+from ..viz import save_confusion
 from ._common import add_data_args, data_for_run
 from .argtypes import fraction, nonneg_float, nonneg_int, positive_float, positive_int
 

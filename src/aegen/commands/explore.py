@@ -85,10 +85,9 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--static {out}: exists and is not an empty directory")
     if not args.static:
         # one image per request: a second thread cannot speed that up, and when another
-        # process keeps a core busy, torch's threads wait on each other — a 0.8 ms decode
-        # took 105 ms with two threads on a busy two-core machine (docs/explore.md). Set
-        # before torch's pool first runs: shrinking a pool that has run aborted the process
-        # at exit in 2 of 8 Ctrl-C stops ("terminate called without an active exception").
+        # process keeps a core busy, torch's threads wait on each other (measured:
+        # docs/explore.md). Set before torch's pool first runs: shrinking a pool that has
+        # run could abort the process at exit (docs/explore.md).
         torch.set_num_threads(1)
     pages = open_runs(args.runs, lambda d: data_for_run(d, args), points=args.points)
     if args.static:
@@ -120,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     # the server writes no file; leave without interpreter finalisation, which with daemon
-    # request threads and torch's pool alive hung or aborted 2 of 5 CI stops on Ctrl-C
+    # request threads and torch's pool alive could hang or abort (docs/explore.md)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

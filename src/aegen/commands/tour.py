@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
         "--budget",
         choices=list(BUDGETS),
         default="quick",
-        help="quick: about 10 min on 2 cores; full: about an hour; tiny: seconds, for tests",
+        help="quick: minutes on 2 cores; full: all images, more epochs (measured times: "
+        "docs/tour.md); tiny: seconds, for tests",
     )
     p.add_argument(
         "--data",

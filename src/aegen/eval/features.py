@@ -36,7 +36,7 @@ from ..data.loader import to_float
 from ..errors import CheckpointError, UserError
 from ..files import RunLock, atomic_write_json, ensure_dir
 from ..models.feature_net import MODEL_NAME, FeatureNet, FeatureNetConfig
-from ..train import Trainer, seed_everything
+from ..train import Trainer, check_batch_size, seed_everything
 from ..version import __version__
 
 __all__ = [
@@ -52,8 +52,8 @@ __all__ = [
 
 FEATURES_JSON = "features.json"
 
-# bf16 autocast made a training step 1.3-1.6x faster on this CPU (bench/features_speed.py);
-# features for scoring are always computed in float32.
+# bf16 autocast makes a training step faster where the CPU has bf16 (measured with
+# bench/features_speed.py: docs/evaluation.md); features for scoring are always float32.
 TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 8, "batch_size": 128, "lr": 2e-3, "amp": "auto"}
 
 
@@ -176,10 +176,7 @@ def train_features(
     if epochs is not None:
         train_values["epochs"] = epochs
     train_cfg = from_dict(TrainConfig, train_values, "train")
-    if len(data.train) < train_cfg.batch_size:
-        raise UserError(
-            f"train.batch_size={train_cfg.batch_size} is larger than the {len(data.train)} training images"
-        )
+    check_batch_size(train_cfg.batch_size, len(data.train))
     seed_everything(train_cfg.seed)
     net = FeatureNet(model_cfg)
     ensure_dir(out)

@@ -75,7 +75,7 @@ class ExploreHandler(BaseHTTPRequestHandler):
     server_version = "aegen-explore"
     protocol_version = "HTTP/1.1"  # kept-alive connections: a hovering mouse sends many
     # headers and body leave in two writes; with Nagle's algorithm the second waits for the
-    # client's delayed ACK, which added ~45 ms to every answer (bench explore/decode_*)
+    # client's delayed ACK, which delayed every answer (measured: docs/explore.md)
     disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002

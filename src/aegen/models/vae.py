@@ -334,9 +334,8 @@ class VAEMLPConfig(VAEConfig):
 class VAEMLP(VAE):
     """The lecture's MLP VAE (default 784-512-16, as pythae's default MLP VAE)."""
 
-    # bf16 autocast (where the CPU has it) and fused AdamW measured 1.5× fewer CPU-ms per
-    # step together; torch.compile added ~5% per step but costs more than that in compile
-    # time at this budget (docs/vae.md).
+    # bf16 autocast (where the CPU has it) and fused AdamW make a step cheaper; torch.compile
+    # saves less per step than its compile time costs at this budget (measured: docs/vae.md).
     train_defaults: ClassVar[dict] = {"epochs": 20, "batch_size": 128, "amp": "auto", "fused": True}
 
     def __init__(self, config: VAEMLPConfig):
@@ -370,8 +369,8 @@ class VAEConvConfig(VAEConfig):
 class VAEConv(VAE):
     """Convolutional VAE: two stride-2 convolutions down, two transposed convolutions up."""
 
-    # bf16 autocast measured 1.35× fewer CPU-ms per step; channels_last and fused AdamW
-    # measured no gain for this model (docs/vae.md)
+    # bf16 autocast makes a step cheaper; channels_last and fused AdamW measured no gain
+    # for this model (docs/vae.md)
     train_defaults: ClassVar[dict] = {"epochs": 10, "batch_size": 128, "amp": "auto"}
 
     def __init__(self, config: VAEConvConfig):

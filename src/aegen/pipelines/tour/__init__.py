@@ -10,9 +10,9 @@ the runs that finished are reused and an interrupted training resumes from its
 checkpoint. The report, ``DIR/report.html``, opens with the claims table
 (:mod:`.claims`), rebuilt from the recorded metrics.
 
-Budgets: ``quick`` (about 10 minutes on 2 CPU cores), ``full`` (about an hour)
+Budgets: ``quick`` (minutes on 2 CPU cores), ``full`` (all images, more epochs)
 and ``tiny`` (seconds on ``synthetic`` data: what the tests run). What each
-model reaches at each budget: docs/tour.md.
+budget costs and what each model reaches at it, measured: docs/tour.md.
 """
 
 from __future__ import annotations

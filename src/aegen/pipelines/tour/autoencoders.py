@@ -40,8 +40,8 @@ class AEBudget:
     minutes: float  # planned, for the time-left line
 
 
-# an epoch of the conv AE costs ten of the MLP AE (55 s against 5.4 s on 2 AVX2 cores in
-# fp32), so the quick budget compares it with an MLP AE trained for as many steps
+# an epoch of the conv AE costs many of the MLP AE (the costs per model: docs/tour.md),
+# so the quick budget compares it with an MLP AE trained for as many steps
 BUDGETS = {
     "tiny": AEBudget(
         4, phased_epochs=1, finetune_epochs=1, conv_epochs=2, plane_epochs=200, minutes=0.3

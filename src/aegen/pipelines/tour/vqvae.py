@@ -47,7 +47,7 @@ class VQBudget:
 
 
 # the quick budget's priors are about half the default size: one epoch of each at the
-# defaults took 5.5 minutes on 2 AVX2 cores in fp32 (docs/tour.md)
+# defaults would take much of the quick budget (measured: docs/tour.md)
 SMALL_PRIORS = {
     "transformer": ("model.n_layers=2", "train.lr=2e-3", "train.warmup_steps=100"),
     "pixelcnn": (
