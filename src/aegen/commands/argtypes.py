@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["ArgParser", "fraction", "nonneg_int", "positive_float", "positive_int"]
+__all__ = [
+    "ArgParser",
+    "fraction",
+    "nonneg_float",
+    "nonneg_int",
+    "positive_float",
+    "positive_int",
+]
 
 
 class ArgParser(argparse.ArgumentParser):
@@ -51,6 +58,13 @@ def positive_float(text: str) -> float:
     v = _number(text, float)
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def nonneg_float(text: str) -> float:
+    v = _number(text, float)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
     return v
 
 
