@@ -42,6 +42,7 @@ _MODULES = (
     "aegen.models.vae",
     "aegen.models.vqvae",
     "aegen.models.flow",
+    "aegen.models.diffusion",
     "aegen.priors.pixelcnn",
     "aegen.priors.pixelrnn",
     "aegen.priors.transformer",

@@ -6,10 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..checkpoint import load_config
+from ..checkpoint import load, load_config
+from ..errors import UserError
 from ..eval.evaluate import SECTIONS, EvalOptions, evaluate_run
 from ..eval.features import default_features_dir, load_features
 from ..eval.metrics import METRICS_JSON, update_metrics_json
+from ..eval.steps import check_steps_model, scores_by_steps
 from ..files import ensure_dir, ensure_writable_file
 from ..viz import save_grid
 from ._common import add_data_args, data_for_run
@@ -72,8 +74,29 @@ def add_parser(sub) -> None:
         default=None,
         help="compute only this kind of score (repeatable; default: all the run supports)",
     )
+    p.add_argument(
+        "--steps",
+        type=step_counts,
+        default=None,
+        metavar="S1,S2,…",
+        help="diffusion: also score samples at each of these sampler step counts "
+        "(FID against steps, section samples_by_steps)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
+
+
+def step_counts(text: str) -> list[int]:
+    """A comma-separated list of step counts, each at least 1: "5,10,25"."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected step counts like 5,10,25, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"step counts must be at least 1, got {text!r}")
+    return values
 
 
 def _features_for(args: argparse.Namespace, data_name: str):
@@ -100,11 +123,19 @@ def run(args: argparse.Namespace) -> int:
     data = data_for_run(d, args)
     features = _features_for(args, data.name) if not args.only or "samples" in args.only else None
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    if args.steps:
+        check_steps_model(d, load(d), args.steps)
+        if features is None:
+            raise UserError(f"{d}: --steps scores samples; pass --features DIR or leave out --only")
     result = evaluate_run(
         d, data, features, options, progress=not args.quiet, log=log, only=args.only
     )
     if result.samples is not None:
         save_grid(ensure_dir(d / "samples") / SCORED_SAMPLES, result.samples)
+    if args.steps:
+        result.sections["samples_by_steps"] = scores_by_steps(
+            d, load(d), data, features, args.steps, options, log
+        )
     update_metrics_json(d, result.sections)
     print(summary_line(d, result.sections))
     return 0
@@ -121,6 +152,8 @@ def summary_line(run_dir: Path, sections: dict) -> str:
             f"precision {s['precision']:.3f}, recall {s['recall']:.3f} "
             f"({s['n_samples']} samples, features {s['features']['sha256'][:12]})"
         )
+    for row in sections.get("samples_by_steps", {}).get("rows", []):
+        parts.append(f"{row['steps']} steps: FID {row['fid']:.3f}")
     if lik := sections.get("likelihood"):
         parts.append(f"NLL {lik['nll_nats']:.2f} nats ({lik['bits_per_dim']:.4f} bits/dim)")
     return (
