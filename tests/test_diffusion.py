@@ -40,7 +40,7 @@ def _variance_reference(schedule: str, t: float) -> float:
 @pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("t", [0.1, 0.5, 0.9])
 def test_forward_noising_has_the_closed_form_mean_and_variance(schedule, t):
-    model = aegen.build("diffusion", {**TINY, "schedule": schedule})
+    model = aegen.build_model("diffusion", {**TINY, "schedule": schedule})
     x0 = torch.linspace(-1, 1, 784).view(1, 1, 28, 28)
     draws = 4000
     g = torch.Generator().manual_seed(0)
@@ -106,7 +106,7 @@ class _OptimalPredictor(torch.nn.Module):
 @pytest.mark.parametrize("objective", OBJECTIVES)
 @pytest.mark.parametrize("steps", [1, 2, 7, 25])
 def test_sampler_with_the_optimal_predictor_returns_the_one_image(objective, schedule, steps):
-    model = aegen.build("diffusion", {**TINY, "objective": objective, "schedule": schedule}).eval()
+    model = aegen.build_model("diffusion", {**TINY, "objective": objective, "schedule": schedule}).eval()
     image = torch.rand((1, 1, 28, 28), generator=torch.Generator().manual_seed(2))
     model.unet = _OptimalPredictor(image.double() * 2 - 1, objective, model.path)
     out = model.sample(3, generator=torch.Generator().manual_seed(3), steps=steps, guidance=2.0)
@@ -128,7 +128,7 @@ class _NullLabels(torch.nn.Module):
 
 def test_guidance_zero_is_the_unconditional_model():
     torch.manual_seed(0)
-    model = aegen.build("diffusion", TINY).eval()
+    model = aegen.build_model("diffusion", TINY).eval()
     with torch.no_grad():  # untrained, the zero-initialised last layers would hide the label
         for p in model.unet.parameters():
             if not p.abs().sum():
@@ -150,14 +150,14 @@ def test_guidance_zero_is_the_unconditional_model():
 
 
 def test_labels_are_checked():
-    model = aegen.build("diffusion", TINY).eval()
+    model = aegen.build_model("diffusion", TINY).eval()
     with pytest.raises(UserError, match="0..9"):
         model.sample(2, labels=10, steps=1)
     with pytest.raises(UserError, match="steps"):
         model.sample(2, steps=0)
     with pytest.raises(UserError, match="guidance"):
         model.sample(2, steps=1, guidance=-1.0)
-    plain = aegen.build("diffusion", {**TINY, "num_classes": 0}).eval()
+    plain = aegen.build_model("diffusion", {**TINY, "num_classes": 0}).eval()
     with pytest.raises(UserError, match="without labels"):
         plain.sample(2, labels=1, steps=1)
     with pytest.raises(UserError, match="without labels"):
@@ -179,11 +179,11 @@ def test_labels_are_checked():
 )
 def test_impossible_configs_are_refused(values):
     with pytest.raises(ConfigError):
-        aegen.build("diffusion", values)
+        aegen.build_model("diffusion", values)
 
 
 def test_labels_reach_the_loss_and_are_dropped_with_p_uncond():
-    model = aegen.build("diffusion", {**TINY, "p_uncond": 0.5})
+    model = aegen.build_model("diffusion", {**TINY, "p_uncond": 0.5})
     seen = []
     forward = model.unet.forward
     model.unet.forward = lambda x, t, y: seen.append(y.clone()) or forward(x, t, y)  # type: ignore[method-assign]
@@ -200,7 +200,7 @@ def test_labels_reach_the_loss_and_are_dropped_with_p_uncond():
 
 def _fit(out, data, epochs, ckpt_every=0):
     torch.manual_seed(0)
-    model = aegen.build("diffusion", TINY)
+    model = aegen.build_model("diffusion", TINY)
     cfg = TrainConfig(epochs=epochs, batch_size=50, lr=2e-3, seed=3, ckpt_every=ckpt_every)
     return model, Trainer(model, cfg, out, progress=False)
 

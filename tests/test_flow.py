@@ -49,7 +49,7 @@ def _tiny_flow(seed: int = 0) -> torch.nn.Module:
     N(0, I) draws inside logit ±7: a wilder one sends them past logit ±35, where y = sigmoid
     is 1 in float64 and no map through y ∈ (0, 1) can come back."""
     torch.manual_seed(seed)
-    return _randomize(aegen.build("flow", TINY).double(), seed + 1, scale=0.1)
+    return _randomize(aegen.build_model("flow", TINY).double(), seed + 1, scale=0.1)
 
 
 def _unit_cube(n: int, seed: int) -> torch.Tensor:
@@ -82,7 +82,7 @@ def test_forward_then_inverse_and_inverse_then_forward_are_the_identity():
 
 def test_the_default_flow_inverts_in_float32_too():
     torch.manual_seed(0)
-    flow = _randomize(aegen.build("flow"), 1, scale=0.05)
+    flow = _randomize(aegen.build_model("flow"), 1, scale=0.05)
     y = _unit_cube(2, seed=3).float()
     assert (flow.inverse(flow(y)[0]) - y).abs().max() < 1e-4
 
@@ -178,7 +178,7 @@ def test_actnorm_initialises_from_the_first_training_batch_only():
 
 def _fit(data, config: dict, steps_cfg: dict, out=None, resume=False, model=None):
     torch.manual_seed(0)
-    model = model or aegen.build("flow", config)
+    model = model or aegen.build_model("flow", config)
     cfg = TrainConfig(**{"batch_size": 64, "lr": 3e-3, "amp": "off", **steps_cfg})
     Trainer(model, cfg, out, progress=False).fit(data, resume=resume)
     return model
@@ -186,7 +186,7 @@ def _fit(data, config: dict, steps_cfg: dict, out=None, resume=False, model=None
 
 def test_bits_per_dim_after_brief_training_is_below_the_uniform_models_8(small_synthetic):
     torch.manual_seed(0)
-    untrained = aegen.build("flow", SMALL_TRAIN).eval()
+    untrained = aegen.build_model("flow", SMALL_TRAIN).eval()
     trained = _fit(small_synthetic, SMALL_TRAIN, {"epochs": 2}).eval()
     x = small_synthetic.test.x[:200].unsqueeze(1).float() / 255
 
@@ -237,7 +237,7 @@ def test_a_run_interrupted_mid_epoch_resumes_bit_exactly(tmp_path, small_synthet
         pass
 
     torch.manual_seed(0)
-    model = aegen.build("flow", TINY)
+    model = aegen.build_model("flow", TINY)
     calls = {"n": 0}
     loss = model.loss
 
@@ -259,7 +259,7 @@ def test_a_run_interrupted_mid_epoch_resumes_bit_exactly(tmp_path, small_synthet
         steps,
         out=tmp_path / "cut",
         resume=True,
-        model=aegen.build("flow", TINY),
+        model=aegen.build_model("flow", TINY),
     )
     a, b = load_file(tmp_path / "full" / MODEL), load_file(tmp_path / "cut" / MODEL)
     assert sorted(a) == sorted(b) and any("initialized" in k for k in a)

@@ -17,7 +17,7 @@ TINY = {"latent_dim": 3, "channels": (4, 8), "hidden": 16}
 
 def _model(**kw) -> M2:
     torch.manual_seed(0)
-    return aegen.build("m2", {**TINY, **kw})
+    return aegen.build_model("m2", {**TINY, **kw})
 
 
 def _x(n: int = 5) -> torch.Tensor:
