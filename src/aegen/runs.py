@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from .models.abilities import Samples
 from .models.vae import VAE
 from .phased import check_phased, fit_phased
 from .registry import entry
+from .threads import current as thread_choice
+from .threads import process_record
 from .train import FitResult, Trainer, check_batch_size, seed_everything
 from .viz import save_grid, save_recon_grid
 
@@ -146,6 +149,7 @@ def train_run(
         if run is not None and run.model != stored_run.model:
             raise UserError(f"{out} holds a {stored_run.model} run, not {run.model}")
         run, phased = stored_run, stored.get("phased")
+        keep_arithmetic(stored.get("environment"))
     else:
         if run is None:
             raise ValueError("train_run needs a run config unless resuming")
@@ -168,6 +172,8 @@ def train_run(
     try:
         if not resume and ctx.is_main:
             extra = {"phased": phased} if phased is not None else {}
+            if (env := process_record()) is not None:  # the command's threads and flush
+                extra["environment"] = env
             write_config(out, {**run.to_json(), "family": model.family, **extra, **(record or {})})
         if phased is not None:
             result = fit_phased(model, data, run.train, out, resume, progress, **phased)
@@ -181,6 +187,33 @@ def train_run(
     finally:
         lock.release()
     return TrainedRun(model.eval(), data, result, out, run)
+
+
+def keep_arithmetic(stored: dict[str, Any] | None) -> None:
+    """Resume with the thread count the run started with, unless the user chose one:
+    reductions split by thread, so another count gives other bits, and resuming must
+    give exactly the uninterrupted run's result. A different denormal flush is
+    reported (it cannot change once torch's threads run)."""
+    choice = thread_choice()
+    if not stored or choice is None:
+        return
+    want = stored.get("torch_threads")
+    if choice.source == "machine" and isinstance(want, int) and want >= 1:
+        if want != torch.get_num_threads():
+            torch.set_num_threads(want)
+    elif want != torch.get_num_threads():
+        print(
+            f"note: resuming with {torch.get_num_threads()} threads ({choice.source}); the run "
+            f"started with {want}, so its numbers may differ in the last bits",
+            file=sys.stderr,
+        )
+    flush = process_record()["flush_denormal"]
+    if "flush_denormal" in stored and stored["flush_denormal"] != flush:
+        print(
+            f"note: the run started with denormals {'flushed' if stored['flush_denormal'] else 'kept'}"
+            f" and resumes with them {'flushed' if flush else 'kept'}; its numbers may differ",
+            file=sys.stderr,
+        )
 
 
 def finish_run(trained: TrainedRun, n_pictures: int = 50) -> dict[str, float]:
