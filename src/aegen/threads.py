@@ -180,7 +180,9 @@ def measure_choice(flag: int | None = None) -> ThreadChoice:
         threads, allowed = requested, choose_threads(affinity, quota, None)[1]
     else:
         threads, allowed = choose_threads(affinity, quota, idle, requested)
-    policy = os.environ.get(WAIT_POLICY_ENV, "")
+    policy = os.environ.get(WAIT_POLICY_ENV) or (
+        f"GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}" if "GOMP_SPINCOUNT" in os.environ else ""
+    )
     return ThreadChoice(threads, source, allowed, idle, policy or "libgomp default")
 
 
@@ -198,7 +200,7 @@ def prepare_process(flag: int | None = None, passive: bool = True) -> ThreadChoi
     """
     global _current, _omp_early
     _omp_early = openmp_loaded()
-    if passive:
+    if passive and "GOMP_SPINCOUNT" not in os.environ:  # a user's own spin count wins
         os.environ.setdefault(WAIT_POLICY_ENV, "PASSIVE")
     _current = measure_choice(flag)
     return _current
