@@ -333,7 +333,7 @@ def test_pipeline_sigkilled_in_each_training_stage_resumes_bit_exact(done, tmp_p
         assert st is not None and target <= int(st["step"]) < total, (stage, st and st["step"])
         assert not st.get("finished"), f"{stage} finished before the kill"
         assert not (out / "samples" / "samples.npy").exists()
-    r = run_cli_subprocess(*argv)
+    r = run_cli_subprocess(*argv, env=env)
     assert r.code == 0, r.err
     for stage in ("vqvae", "prior"):
         got, want = load_file(out / stage / MODEL), load_file(done[0] / stage / MODEL)
