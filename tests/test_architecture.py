@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
         "aegen.config",
         "aegen.registry",
         "aegen.distributed",
+        "aegen.threads",
         "aegen.nn",
         "aegen.prob",
         "aegen.quantize",

@@ -6,6 +6,7 @@ import json
 import math
 import time
 
+import pytest
 import torch
 from conftest import assert_user_error
 
@@ -125,7 +126,78 @@ def test_bench_cli_refuses_bad_data_before_timing(cli, tmp_path):
     assert_user_error(cli("bench", "--quick", "--data", str(tmp_path / "missing")), "missing")
 
 
-def test_denormal_case_compares_flushed_with_kept():
+def test_denormal_case_compares_flushed_with_kept():  # flushed: the default
     c = denormal_case("synthetic", limit=256, epochs=2)
     _well_formed(c)
     assert c.baseline > 0 and c.extra["epochs"] == 2
+
+
+def test_contention_cases_run_each_mode_with_its_settings(monkeypatch):
+    import os
+
+    from aegen.bench import contention
+
+    cores, seen = len(os.sched_getaffinity(0)), {}
+
+    def train(out, argv, env):  # what each run was given; rates that make the ratios known
+        seen[out.name] = (argv, env)
+        return {"alone-aegen": 100.0, "alone-old": 80.0, "busy-aegen": 70.0, "busy-old": 35.0}[
+            out.name
+        ], 1
+
+    monkeypatch.setattr(contention, "_train", train)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the caller's settings do not leak in
+    cases = {c.name.split("_", 1)[1]: c for c in contention.contention_cases("synthetic", 64, 2)}
+    assert {k: c.ratio for k, c in cases.items()} == pytest.approx(
+        {
+            "busy_vs_alone": 0.7,
+            "busy_vs_alone_old": 35 / 80,
+            "busy_aegen_vs_old": 2.0,
+            "alone_aegen_vs_old": 1.25,
+        }  # fmt: skip
+    )
+    for load in ("alone", "busy"):
+        argv, env = seen[f"{load}-old"]
+        assert argv[:2] == ["--threads", str(cores)] and env["GOMP_SPINCOUNT"] == "300000"
+        argv, env = seen[f"{load}-aegen"]
+        assert "--threads" not in argv and "GOMP_SPINCOUNT" not in env
+        assert "OMP_WAIT_POLICY" not in env and "OMP_NUM_THREADS" not in env
+
+
+@pytest.mark.slow
+def test_contention_cases_compare_aegen_with_the_old_threads():
+    import os
+
+    from aegen.bench.contention import contention_cases
+
+    cases = contention_cases("synthetic", limit=256, epochs=2)
+    assert [c.name for c in cases] == [
+        "contention/ae-mlp_busy_vs_alone",
+        "contention/ae-mlp_busy_vs_alone_old",
+        "contention/ae-mlp_busy_aegen_vs_old",
+        "contention/ae-mlp_alone_aegen_vs_old",
+    ]
+    for c in cases:
+        _well_formed(c)
+    threads, cores = cases[0].extra["threads"], len(os.sched_getaffinity(0))
+    assert threads["alone/old"] == threads["busy/old"] == cores  # the old way: every core
+    assert 1 <= threads["busy/aegen"] <= cores
+
+
+def test_the_busy_loop_spins_on_its_one_core():
+    import os
+    import time
+
+    from aegen.bench.contention import busy_loop
+
+    cpu = max(os.sched_getaffinity(0))
+    p = busy_loop(cpu)
+    try:
+        deadline = time.monotonic() + 30
+        while os.sched_getaffinity(p.pid) != {cpu} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.sched_getaffinity(p.pid) == {cpu}
+        assert p.poll() is None  # still spinning
+    finally:
+        p.kill()
+        p.wait()

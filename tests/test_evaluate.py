@@ -215,8 +215,12 @@ def test_a_prior_run_is_sampled_through_its_vqvae(tmp_path, monkeypatch, fake_ru
 
 
 def test_user_errors_leave_metrics_untouched(cli, fake_runs, tiny_features, ae_run, tmp_path):
+    from aegen.eval.metrics import update_metrics_json
+
     run = fake_runs["data"]
-    before = (run / "metrics.json").read_bytes() if (run / "metrics.json").exists() else None
+    update_metrics_json(run, {"reconstruction": {"mse": 0.25, "split": "test", "n": 3}})
+    watched = [run / "metrics.json", ae_run / "metrics.json"]  # both are named below
+    before = [p.read_bytes() for p in watched]  # real files: a missing one would raise here
     assert_user_error(cli("eval", run, "--n", "100"), "feature network", "aegen features train")
     assert_user_error(
         cli("eval", run, "--features", tiny_features.directory, "--n", "5"),
@@ -233,6 +237,5 @@ def test_user_errors_leave_metrics_untouched(cli, fake_runs, tiny_features, ae_r
     assert_user_error(cli("eval", ae_run, "--only", "everything"), "invalid choice")
     assert_user_error(cli("eval", ae_run, "--only", "likelihood"), "nothing to score")
     assert_user_error(cli("eval", tiny_features.directory), "feature-cnn run neither reconstructs")
-    after = (run / "metrics.json").read_bytes() if (run / "metrics.json").exists() else None
-    assert before == after
+    assert [p.read_bytes() for p in watched] == before
     assert not (run / "samples" / "scored_samples.png").exists()

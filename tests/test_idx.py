@@ -67,12 +67,54 @@ def test_corrupt_files(tmp_path):
         read_idx(tmp_path / "cut.gz")
 
 
-def test_gzip_reads_no_more_than_the_header_promises(tmp_path):
+class _CountingReader:
+    """A file object that counts the bytes handed out (to see what a reader consumed)."""
+
+    def __init__(self, f):
+        self.f, self.read_bytes = f, 0
+
+    def read(self, n=-1):
+        out = self.f.read(n)
+        self.read_bytes += len(out)
+        return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def _counting_gzip(monkeypatch) -> list[_CountingReader]:
+    import aegen.data.idx as idx
+
+    opened, real_open = [], gzip.open
+
+    def gzip_open(path, mode):
+        opened.append(_CountingReader(real_open(path, mode)))
+        return opened[-1]
+
+    monkeypatch.setattr(idx.gzip, "open", gzip_open)
+    return opened
+
+
+def test_gzip_reads_no_more_than_the_header_promises(tmp_path, monkeypatch):
     """A small header followed by a flood of bytes is refused without reading the flood."""
     flood = gzip.compress(_header(dims=(4,)) + bytes(4) + bytes(50_000_000))
     (tmp_path / "flood.gz").write_bytes(flood)
+    opened = _counting_gzip(monkeypatch)
     with pytest.raises(DataError, match="truncated or corrupt"):
         read_idx(tmp_path / "flood.gz")
+    # the 8-byte header, the 4 bytes it promises, and one more to see the excess
+    assert [f.read_bytes for f in opened] == [8 + 4 + 1]
+
+
+def test_a_huge_declared_size_is_refused_after_the_header(tmp_path, monkeypatch):
+    (tmp_path / "huge.gz").write_bytes(gzip.compress(_header(dims=(60000, 4096, 4096)) + bytes(99)))
+    opened = _counting_gzip(monkeypatch)
+    with pytest.raises(DataError, match="too large"):
+        read_idx(tmp_path / "huge.gz")
+    assert [f.read_bytes for f in opened] == [4 + 3 * 4]
 
 
 def test_a_zero_dimension_does_not_excuse_a_huge_one():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -51,14 +50,20 @@ def _state_step(run: Path) -> int:
         return -1
 
 
-def test_sigkill_at_a_random_step_then_resume_is_bit_exact(tmp_path):
+def _kill_at_step_then_resume(tmp_path: Path, target: int) -> None:
+    """An uninterrupted run against one SIGKILLed at checkpoint step ``target`` and
+    resumed: bit-identical weights and as many metrics rows. Both fresh runs get the
+    same thread count (another count splits reductions differently); the resumed
+    run is left to choose, and must take the count its config.json records. The
+    denormal flush is on, as it is by default."""
+    pinned = {"AEGEN_THREADS": str(min(2, len(os.sched_getaffinity(0))))}
+    free = {"AEGEN_THREADS": "", "OMP_NUM_THREADS": "", "AEGEN_FLUSH_DENORMAL": ""}
     common = ["train", "ae-mlp", "--epochs", "3", *ARGS]
-    full = run_cli_subprocess(*common, "--out", tmp_path / "full")
+    full = run_cli_subprocess(*common, "--out", tmp_path / "full", env=pinned)
     assert full.code == 0, full.err
 
-    target = random.randint(3, 45)  # 20 steps per epoch, 60 in all
     cut = tmp_path / "cut"
-    p = _start([*common, "--out", cut])
+    p = _start([*common, "--out", cut], env=pinned)
     deadline = time.time() + 120
     while _state_step(cut) < target and p.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -66,13 +71,25 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_exact(tmp_path):
     p.wait()
     assert 0 < _state_step(cut) < 60, f"not interrupted mid-run (target step {target})"
 
-    resumed = run_cli_subprocess("train", "ae-mlp", "--out", cut, "--resume", "--quiet")
+    resumed = run_cli_subprocess("train", "ae-mlp", "--out", cut, "--resume", "--quiet", env=free)
     assert resumed.code == 0, resumed.err
     a, b = load_file(tmp_path / "full" / MODEL), load_file(cut / MODEL)
     assert all(torch.equal(a[k], b[k]) for k in a), f"weights differ after a kill at step ~{target}"
     assert (tmp_path / "full" / "metrics.csv").read_text().count("\n") == (
         cut / "metrics.csv"
     ).read_text().count("\n")
+
+
+def test_sigkill_at_a_checkpoint_step_then_resume_is_bit_exact(tmp_path):
+    _kill_at_step_then_resume(tmp_path, target=21)  # 20 steps per epoch, 60 in all
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(30))
+def test_sigkill_then_resume_is_bit_exact_30_times(tmp_path, trial):
+    # issue 20: the flush once broke exact resumption in 2 of 11 trials; 30 in a row
+    # (pytest -m slow -k 30_times), at kill steps spread over the run
+    _kill_at_step_then_resume(tmp_path, target=3 + (trial * 7) % 43)
 
 
 def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path):

@@ -1,8 +1,5 @@
 import csv
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -176,44 +173,3 @@ def test_equal_weights_give_equal_files(tmp_path):
         )
         digests.add(hashlib.sha256((tmp_path / f"m{i}.safetensors").read_bytes()).hexdigest())
     assert len(digests) == 1
-
-
-@pytest.mark.parametrize(("env", "nonzero"), [("1", 0), ("0", 1 << 20), (None, 1 << 20)])
-def test_the_command_flushes_denormals_in_every_torch_thread(env, nonzero):
-    # AdamW's moments of never-updated weights decay into denormals, which are slow; the
-    # opt-in flush must reach torch's worker threads too, so it is set before they start
-    code = (
-        "import torch; from aegen.cli import flush_denormals; flush_denormals(); "
-        "torch.set_num_threads(2); "
-        "x = torch.full((1 << 20,), 1, dtype=torch.int32).view(torch.float32); "  # denormals
-        "print(int((x * 1.0).count_nonzero()))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env={k: v for k, v in os.environ.items() if k != "AEGEN_FLUSH_DENORMAL"}
-        | ({"AEGEN_FLUSH_DENORMAL": env} if env else {}),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert int(out) == nonzero
-
-
-def test_the_command_entry_flushes_only_when_asked_and_importing_aegen_never(monkeypatch):
-    from aegen import cli
-
-    calls = []
-    monkeypatch.setattr(torch, "set_flush_denormal", lambda on: calls.append(on))
-    monkeypatch.setattr(cli, "main", lambda: 0)
-    monkeypatch.delenv("AEGEN_FLUSH_DENORMAL", raising=False)
-    assert cli.entry() == 0 and calls == []  # off by default: resume stays bit-exact
-    monkeypatch.setenv("AEGEN_FLUSH_DENORMAL", "1")
-    assert cli.entry() == 0 and calls == [True]
-    # the library leaves the process's float arithmetic alone
-    out = subprocess.run(
-        [sys.executable, "-c", "import aegen, torch; print(torch.tensor([1e-39]).item() > 0)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert out.strip() == "True"

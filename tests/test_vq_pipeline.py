@@ -282,11 +282,12 @@ def test_prior_trains_data_parallel_like_one_process(done, tmp_path):
     assert two.out.count("test NLL") == 1  # one writer, one summary line
 
 
-def test_pipeline_sigkilled_at_a_random_point_resumes_bit_exact(done, tmp_path):
-    """A real ``aegen pipeline`` process killed with SIGKILL in a random stage; the rerun ends
-    with the weights and samples of the uninterrupted run, bit for bit."""
+def test_pipeline_sigkilled_in_each_training_stage_resumes_bit_exact(done, tmp_path):
+    """A real ``aegen pipeline`` process SIGKILLed in the VQ-VAE's training, rerun and
+    SIGKILLed again in the prior's, then rerun to the end: the weights and samples of
+    the uninterrupted run, bit for bit. Each kill waits for a checkpoint step and is
+    checked to have left its stage unfinished."""
     import os
-    import random
     import signal
     import subprocess
     import sys
@@ -295,6 +296,16 @@ def test_pipeline_sigkilled_at_a_random_point_resumes_bit_exact(done, tmp_path):
     from conftest import run_cli_subprocess
     from safetensors.torch import load_file
 
+    from aegen.checkpoint import TRAIN_STATE
+
+    def state(d):
+        try:  # the writer is alive: read without touching, tolerate a rename in flight
+            return torch.load(d / TRAIN_STATE, weights_only=True)
+        except Exception:  # noqa: BLE001
+            return None
+
+    # the arithmetic of the in-process `done` run: its thread count, denormals kept
+    env = {**os.environ, "AEGEN_THREADS": str(torch.get_num_threads()), "AEGEN_FLUSH_DENORMAL": "0"}
     out = tmp_path / "run"
     argv = _cli_args(out) + [
         "--set",
@@ -302,21 +313,27 @@ def test_pipeline_sigkilled_at_a_random_point_resumes_bit_exact(done, tmp_path):
         "--set",
         "prior.train.ckpt_every=3",
     ]
-    rng = random.Random()
-    marker = rng.choice(["vqvae/train_state.pt", "codes/meta.json", "prior/train_state.pt"])
-    delay = rng.uniform(0, 0.5)
-    print(f"killing after {marker} appears, +{delay:.2f} s")
-    p = subprocess.Popen([sys.executable, "-m", "aegen", *map(str, argv)], start_new_session=True,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300
-        while not (out / marker).exists() and p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(delay)
-    finally:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-    r = run_cli_subprocess(*argv)
+    for stage in ("vqvae", "prior"):
+        total = int(state(done[0] / stage)["step"])  # the uninterrupted run's last step
+        target = {"vqvae": total // 3, "prior": 3}[stage]
+        assert 0 < target < total
+        p = subprocess.Popen([sys.executable, "-m", "aegen", *map(str, argv)], start_new_session=True,
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300
+            while p.poll() is None and time.monotonic() < deadline:
+                st = state(out / stage)
+                if st is not None and int(st["step"]) >= target:
+                    break
+                time.sleep(0.01)
+        finally:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        st = state(out / stage)
+        assert st is not None and target <= int(st["step"]) < total, (stage, st and st["step"])
+        assert not st.get("finished"), f"{stage} finished before the kill"
+        assert not (out / "samples" / "samples.npy").exists()
+    r = run_cli_subprocess(*argv, env=env)
     assert r.code == 0, r.err
     for stage in ("vqvae", "prior"):
         got, want = load_file(out / stage / MODEL), load_file(done[0] / stage / MODEL)

@@ -13,8 +13,8 @@ import importlib
 import os
 import sys
 
+from . import threads
 from .commands.argtypes import ArgParser, fraction, nonneg_int, positive_float, positive_int
-from .distributed import ERROR_FILE_ENV, report_error
 from .errors import UserError
 from .version import __version__
 
@@ -46,15 +46,18 @@ COMMANDS = [
 ]
 
 
-def build_parser() -> ArgParser:
+def build_parser(only: str | None = None) -> ArgParser:
+    """The whole command line, or with ``only`` one subcommand's parser (what a run of
+    that command needs: the other commands' modules and their imports stay unloaded)."""
     parser = ArgParser(
         prog="aegen",
         description="Autoencoders and image generation on 28×28 images: train, sample, evaluate.",
     )
     parser.add_argument("--version", action="version", version=f"aegen {__version__}")
+    add_process_args(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser)
     sub.required = True
-    for name in COMMANDS:
+    for name in [only] if only in COMMANDS else COMMANDS:
         importlib.import_module(f"aegen.commands.{name.replace('-', '_')}").add_parser(sub)
     return parser
 
@@ -62,40 +65,92 @@ def build_parser() -> ArgParser:
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
 
 
-def flush_denormals() -> None:
-    """Flush denormal floats to zero in this process's torch threads when
-    ``AEGEN_FLUSH_DENORMAL=1``. It must run before torch's first parallel work: worker
-    threads inherit the setting when they start, and ``torch.set_flush_denormal`` later
-    reaches only the calling thread.
+FLUSH_ENV = "AEGEN_FLUSH_DENORMAL"
 
-    AdamW's moments for weights that never get a gradient (pixels that are always 0)
-    decay into denormals, where x86 arithmetic is many times slower (what the flush
-    saves: docs/performance.md, ``denormals/``). It is off by default: with it on, a run
-    killed and resumed was in some trials not bit-identical to an uninterrupted one
-    (docs/performance.md), and exact resumption is a promise of this library. The library
-    itself never sets it, because it changes float arithmetic for the whole process.
+
+def add_process_args(parser: ArgParser) -> None:
+    """The options :func:`entry` reads before torch loads (they precede the command)."""
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="torch threads (default: the idle cores this process may use; also AEGEN_THREADS)",
+    )
+    parser.add_argument(
+        "--no-flush-denormal",
+        action="store_true",
+        help="keep denormal floats (default: flushed to zero; also AEGEN_FLUSH_DENORMAL=0)",
+    )
+
+
+def _global_head(argv: list[str]) -> list[str]:
+    """The options before the command (``--threads N`` takes a value)."""
+    head: list[str] = []
+    for a in argv:
+        if not a.startswith("-") and (not head or head[-1] != "--threads"):
+            break
+        head.append(a)
+    return head
+
+
+def command_name(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` runs, or None (``--help``, ``--version``, a typo)."""
+    rest = argv[len(_global_head(argv)) :]
+    return rest[0] if rest else None
+
+
+def process_options(argv: list[str]) -> tuple[int | None, bool]:
+    """``(--threads, flush)`` from the options before the command, parsed the way the
+    full parser will (which reports a bad value the same way)."""
+    head = _global_head(argv)
+    p = ArgParser(prog="aegen", add_help=False)
+    add_process_args(p)
+    known, _ = p.parse_known_args(head)
+    flush = not known.no_flush_denormal and os.environ.get(FLUSH_ENV, "1") != "0"
+    return known.threads, flush
+
+
+def flush_denormals(on: bool = True) -> bool:
+    """Flush denormal floats to zero in this thread, and so in every torch worker thread
+    started after it (a new thread inherits the floating-point control word of the one
+    that starts it; ``torch.set_flush_denormal`` reaches only the calling thread).
+
+    :func:`entry` calls it before torch's first parallel work. AdamW's moments for
+    weights that never get a gradient (pixels that are always 0) decay into denormals,
+    where x86 arithmetic is many times slower (what the flush saves: docs/performance.md).
+    The library never sets it, because it changes float arithmetic for the whole process.
     """
-    if os.environ.get("AEGEN_FLUSH_DENORMAL") == "1":
-        import torch
+    import torch
 
-        torch.set_flush_denormal(True)
+    return bool(torch.set_flush_denormal(on)) and on
 
 
 def entry() -> int:
-    """The ``aegen`` command and ``python -m aegen``: the process is ours, so it may flush
-    denormals (opt-in, see :func:`flush_denormals`)."""
-    flush_denormals()
-    return main()
+    """The ``aegen`` command and ``python -m aegen``. The process is ours, so before torch
+    loads it chooses the threads and OpenMP's passive wait (:mod:`aegen.threads`), and
+    it flushes denormals (off: ``--no-flush-denormal`` or ``AEGEN_FLUSH_DENORMAL=0``)."""
+    argv = sys.argv[1:]
+    try:
+        flag, flush = process_options(argv)
+        choice = threads.prepare_process(flag)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    threads.record_flush(flush_denormals() if flush else False)
+    threads.apply(choice)
+    return main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(command_name(argv))
     args = parser.parse_args(argv)
     args.argv = argv  # for commands that relaunch themselves (train --nproc)
     try:
         return int(args.func(args) or 0)
     except UserError as e:
+        from .distributed import ERROR_FILE_ENV, report_error
+
         if os.environ.get(ERROR_FILE_ENV):  # a torchrun worker: the launcher prints it once
             report_error(str(e))
         else:

@@ -16,7 +16,9 @@ shared and absolute speeds drift. Cases:
   ``sample/<prior>_kv_cache``: cached vs uncached sampling; ``data/batching``;
 - ``scaling/…``: epoch time at ¼ and ½ of the data vs the share of the full epoch;
   ``memory/…``: peak resident memory of a whole training run;
-- ``denormals/…``: training images/s with denormals flushed (opt-in) vs kept;
+- ``denormals/…``: training images/s with denormals flushed (the command's default) vs kept;
+- ``contention/…``: training alone and beside a busy process pinned to one core, with
+  aegen's thread choice and with the old behaviour (:mod:`aegen.bench.contention`);
 - ``ddp/…``: images/s of ``aegen train --nproc 2`` vs one process;
 - ``explore/…``: milliseconds of one decode (and one prior step) through ``aegen
   explore``'s HTTP server, against its 50 ms budget.
@@ -43,6 +45,7 @@ from ..runlog import read_metrics
 from ..runs import make_run_config
 from ..train import bf16_supported
 from . import data_scaling, explore, machine, trainer_overhead, vq
+from .contention import contention_cases
 from .core import Case, write_report
 
 __all__ = ["run_suite"]
@@ -105,7 +108,7 @@ def ddp_case(data: str, limit: int, epochs: int, model: str = "ae-conv") -> Case
 
 
 def denormal_case(data: str, limit: int, epochs: int, model: str = "ae-mlp") -> Case:
-    """Training with denormals flushed to zero (AEGEN_FLUSH_DENORMAL=1) vs kept (the default):
+    """Training with denormals flushed to zero (the command's default) vs kept (AEGEN_FLUSH_DENORMAL=0):
     images/s over the epochs after the first, where AdamW's moments have decayed."""
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,7 +124,7 @@ def denormal_case(data: str, limit: int, epochs: int, model: str = "ae-mlp") -> 
         rates["1"],
         "images/s",
         rates["0"],
-        extra={"baseline": "denormals kept (the default)", "epochs": epochs},
+        extra={"baseline": "denormals kept (AEGEN_FLUSH_DENORMAL=0)", "epochs": epochs},
     )
 
 
@@ -216,6 +219,10 @@ def run_suite(
     # denormals flushed vs kept
     cases.append(denormal_case(data, limit=limit, epochs=2 if quick else 4))
     done("denormals")
+
+    # beside a busy process: aegen's threads and passive wait vs the old behaviour
+    cases += contention_cases(data, limit=2000 if quick else 12000, epochs=2 if quick else 3)
+    done("contention")
 
     # two processes vs one
     cases.append(ddp_case(data, limit=1024 if quick else 0, epochs=2))

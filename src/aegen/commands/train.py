@@ -9,7 +9,7 @@ import sys
 from .. import distributed
 from ..errors import UserError
 from ..registry import available
-from ..runs import data_from_config, finish_run, make_run_config, train_run
+from ..runs import REPORTS, data_from_config, finish_run, make_run_config, train_run
 from ..train import check_batch_size
 from ._common import add_data_args, add_launch_args, add_train_args
 from .argtypes import nonneg_int
@@ -42,6 +42,13 @@ def add_parser(sub) -> None:
     )
     add_launch_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--report",
+        choices=REPORTS,
+        default="fast",
+        help="after training: fast (default; a VAE's NLL on fewer draws and images), "
+        "full (everything on the whole test set) or none (only metrics.csv)",
+    )
     p.set_defaults(func=run)
 
 
@@ -87,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
             run_cfg, args.out, resume=args.resume, progress=not args.quiet, phased=phased
         )
         if ctx.is_main:
-            summary = finish_run(trained)
+            summary = finish_run(trained, report=args.report)
+            if not summary:  # --report none: the last epoch's logged numbers
+                summary = {k: v for k, v in trained.result.final.items() if isinstance(v, float)}
             shown = ", ".join(f"{k} {v:.4g}" for k, v in summary.items())
             print(
                 f"trained {trained.config.model} into {trained.out_dir}: {shown}", file=sys.stderr

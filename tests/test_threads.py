@@ -1,0 +1,163 @@
+"""The command's threads, OpenMP wait policy and denormal flush (aegen.threads, cli.entry)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import assert_user_error, run_cli_subprocess
+
+from aegen.errors import UserError
+from aegen.threads import cgroup_quota, choose_threads, idle_cores, parse_cpu_max
+
+# the choices under test, not the ones of the shell that runs the tests
+CLEAN = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "AEGEN_THREADS", "AEGEN_FLUSH_DENORMAL")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in CLEAN} | extra
+
+
+def _machine(*argv: str, **env: str) -> dict:
+    p = subprocess.run(
+        [sys.executable, "-m", "aegen", *argv, "info", "--machine"],
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+@pytest.mark.parametrize(
+    ("affinity", "quota", "idle", "want"),
+    [
+        (2, None, 1.96, (2, 2)),  # idle machine: every core, torch's own default
+        (2, None, 1.0, (1, 2)),  # one core busy with another process
+        (2, None, 0.05, (1, 2)),  # both busy: still one thread
+        (2, None, None, (2, 2)),  # not measured: every allowed core
+        (8, 1.5, 7.9, (2, 2)),  # a 1.5-core quota runs two threads part of the time
+        (8, 0.5, 8.0, (1, 1)),
+        (16, None, 5.4, (5, 16)),
+        (1, None, 1.0, (1, 1)),
+    ],
+)
+def test_the_choice_follows_affinity_quota_and_idle_cores(affinity, quota, idle, want):
+    assert choose_threads(affinity, quota, idle) == want
+
+
+def test_a_request_wins_within_the_allowed_cores_and_is_refused_beyond():
+    assert choose_threads(4, None, 0.0, requested=3) == (3, 4)
+    for bad in (0, -1):
+        with pytest.raises(UserError, match="at least 1"):
+            choose_threads(4, None, None, requested=bad)
+    with pytest.raises(UserError, match="at most 2"):
+        choose_threads(8, 2.0, None, requested=3)
+
+
+def test_cpu_times_give_the_idle_cores():
+    before = {0: (100, 1000), 1: (500, 1000), 2: (0, 0)}
+    after = {0: (100, 1100), 1: (600, 1100), 2: (10, 10)}  # cpu0 busy, cpu1 idle
+    assert idle_cores(before, after, {0, 1}) == pytest.approx(1.0)
+    assert idle_cores(before, after, {0, 1, 2}) == pytest.approx(2.0)
+    assert idle_cores(before, after, {0, 3}) is None  # a CPU /proc/stat does not list
+
+
+def test_cgroup_quotas_v2_and_v1(tmp_path):
+    assert parse_cpu_max("max 100000\n") is None
+    assert parse_cpu_max("150000 100000\n") == pytest.approx(1.5)
+    v2 = tmp_path / "v2"
+    (v2 / "job").mkdir(parents=True)
+    (v2 / "job" / "cpu.max").write_text("50000 100000\n")
+    (tmp_path / "cg2").write_text("0::/job\n")
+    assert cgroup_quota(v2, tmp_path / "cg2") == pytest.approx(0.5)
+    v1 = tmp_path / "v1" / "cpu,cpuacct" / "job"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("300000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    (tmp_path / "cg1").write_text("5:cpu,cpuacct:/job\n3:memory:/job\n")
+    assert cgroup_quota(tmp_path / "v1", tmp_path / "cg1") == pytest.approx(3.0)
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")  # v1's "no quota"
+    assert cgroup_quota(tmp_path / "v1", tmp_path / "cg1") is None
+    assert cgroup_quota(tmp_path, tmp_path / "missing") is None
+
+
+def test_the_command_sets_the_wait_policy_before_openmp_loads_and_flushes_every_thread():
+    threads = min(2, len(os.sched_getaffinity(0)))
+    got = _machine("--threads", str(threads))
+    assert got["omp_wait_policy_env"] == "PASSIVE"
+    assert got["openmp_loaded_before_policy"] is False  # so libgomp read it when it loaded
+    assert got["torch_num_threads"] == threads
+    assert got["choice"] == got["choice"] | {"source": "--threads", "flush_denormal": True}
+    # 2^20 denormals in one parallel op over every torch thread: all flushed
+    assert got["denormals_flushed_in_every_thread"] is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"), [(("--no-flush-denormal",), {}), ((), {"AEGEN_FLUSH_DENORMAL": "0"})]
+)
+def test_the_flush_can_be_turned_off(argv, env):
+    got = _machine(*argv, "--threads", str(min(2, len(os.sched_getaffinity(0)))), **env)
+    assert got["denormals_flushed_in_every_thread"] is False
+    assert got["choice"]["flush_denormal"] is False
+
+
+def test_the_environment_overrides_and_a_users_wait_policy_is_kept():
+    got = _machine(AEGEN_THREADS="1", OMP_WAIT_POLICY="ACTIVE")
+    assert (got["torch_num_threads"], got["choice"]["source"]) == (1, "AEGEN_THREADS")
+    assert got["omp_wait_policy_env"] == "ACTIVE"
+    got = _machine(OMP_NUM_THREADS="1")  # what `train --nproc` gives its ranks
+    assert (got["torch_num_threads"], got["choice"]["source"]) == (1, "OMP_NUM_THREADS")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "fragment"),
+    [
+        (["--threads", "0"], {}, "at least 1"),
+        (["--threads", "-3"], {}, "--threads"),
+        (["--threads", "4097"], {}, "ask for at most"),
+        ([], {"AEGEN_THREADS": "lots"}, "AEGEN_THREADS"),
+        ([], {"AEGEN_THREADS": "0"}, "at least 1"),
+    ],
+)
+def test_bad_thread_counts_are_user_errors(argv, env, fragment):
+    r = run_cli_subprocess(*argv, "info", "--machine", env=env)
+    assert_user_error(r, fragment)
+
+
+def test_importing_aegen_leaves_the_process_alone():
+    code = (
+        "import os, sys, aegen; assert 'torch' not in sys.modules; "  # torch loads on use
+        "import torch; aegen.TrainConfig; "
+        "print(torch.tensor([1e-39]).item() > 0, os.environ.get('OMP_WAIT_POLICY'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["True", "None"]  # denormals kept, no wait policy set
+
+
+def test_entry_flushes_by_default(monkeypatch):
+    from aegen import cli, threads
+
+    for name in ("_current", "_flush", "_omp_early"):  # the test process stays a library one
+        monkeypatch.setattr(threads, name, None)
+
+    calls = []
+    monkeypatch.setattr(torch, "set_flush_denormal", lambda on: calls.append(on) or True)
+    monkeypatch.setattr(cli, "main", lambda argv: 0)
+    monkeypatch.setattr(sys, "argv", ["aegen", "--threads", "1", "info"])
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # keep the test process's as it is
+    monkeypatch.delenv("AEGEN_FLUSH_DENORMAL", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        assert cli.entry() == 0 and calls == [True]
+        monkeypatch.setenv("AEGEN_FLUSH_DENORMAL", "0")
+        assert cli.entry() == 0 and calls == [True]
+    finally:
+        torch.set_num_threads(threads)
