@@ -23,6 +23,7 @@ VQVAE = {"num_codes": 8, "codebook_dim": 4, "channels": (4, 8), "res_blocks": 0}
 SMALL = {
     "vae-mlp": {"hidden": (32,), "latent_dim": 4},
     "vae-conv": {"channels": (4, 8), "latent_dim": 4},
+    "gan": {"channels": (4, 8), "latent_dim": 4},
     "pixelcnn": {"num_codes": 8, "d_model": 8, "n_layers": 1, "head_dim": 8},
     "pixelrnn": {"num_codes": 8, "embed_dim": 8, "d_model": 8, "n_layers": 1},
     "transformer": {"num_codes": 8, "d_model": 16, "n_layers": 1, "n_heads": 2},

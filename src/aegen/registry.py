@@ -41,6 +41,7 @@ _MODULES = (
     "aegen.models.ae",
     "aegen.models.vae",
     "aegen.models.vqvae",
+    "aegen.models.gan",
     "aegen.priors.pixelcnn",
     "aegen.priors.pixelrnn",
     "aegen.priors.transformer",

@@ -27,7 +27,7 @@ from .errors import CheckpointError, UserError
 from .eval.metrics import reconstruction_metrics, update_metrics_json
 from .eval.vae import write_vae_report
 from .files import RunLock, ensure_dir
-from .models.abilities import Samples
+from .models.abilities import Reconstructs, Samples
 from .models.vae import VAE
 from .phased import check_phased, fit_phased
 from .registry import entry
@@ -184,19 +184,22 @@ def train_run(
 
 
 def finish_run(trained: TrainedRun, n_pictures: int = 50) -> dict[str, float]:
-    """After training: test reconstruction metrics into metrics.json, pictures into samples/.
+    """After training: test reconstruction metrics into metrics.json (for a model that
+    reconstructs), pictures into samples/.
 
-    Returns the test metrics (``test_mse``, ``test_psnr``) for printing.
+    Returns the test metrics (``test_mse``, ``test_psnr``; none for a GAN) for printing.
     """
     model, data, out = trained.model, trained.data, trained.out_dir
     if data.test.x.dtype != torch.uint8:  # not images (the plane demo)
         return {}
-    rec = reconstruction_metrics(model, data.test)
-    summary = {"test_mse": rec["mse"], "test_psnr": rec["psnr"]}
-    update_metrics_json(out, {"reconstruction": {**rec, "split": "test", "n": len(data.test)}})
+    summary: dict[str, float] = {}
     samples = ensure_dir(out / "samples")
-    x = to_float(data.test.x[:n_pictures])
-    save_recon_grid(samples / "reconstructions.png", x, model.reconstruct(x))
+    if isinstance(model, Reconstructs):  # a GAN only samples
+        rec = reconstruction_metrics(model, data.test)
+        summary = {"test_mse": rec["mse"], "test_psnr": rec["psnr"]}
+        update_metrics_json(out, {"reconstruction": {**rec, "split": "test", "n": len(data.test)}})
+        x = to_float(data.test.x[:n_pictures])
+        save_recon_grid(samples / "reconstructions.png", x, model.reconstruct(x))
     if isinstance(model, Samples):
         g = torch.Generator().manual_seed(trained.config.train.seed)
         save_grid(samples / "samples.png", model.sample(100, generator=g))
