@@ -165,6 +165,12 @@ CASES = [
     ("report {ws}/run --out {ws}/r.txt", [".html"]),
     ("tour --out {ws}/run --budget tiny --data synthetic", ["not empty"]),
     ("bench --json {ws}/run", ["is a directory"]),
+    ("train gan --data synthetic --out {ws}/o --set model.r1_gamma=-1", ["model.r1_gamma"]),
+    ("train gan --data synthetic --out {ws}/o --set model.beta1=1", ["model.beta1", "[0, 1)"]),
+    ("train gan --data synthetic --out {ws}/o --set model.channels=8", ["model.channels"]),
+    ("train gan --data synthetic --out {ws}/o --set model.objective=wgan", ["choose one of"]),
+    ("train gan --data synthetic --out {ws}/o --set model.d_lr_scale=0", ["model.d_lr_scale"]),
+    ("sample {ws}/run --out {ws}/r.png", ["does not sample", "gan"]),
 ]
 
 

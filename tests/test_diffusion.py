@@ -106,7 +106,9 @@ class _OptimalPredictor(torch.nn.Module):
 @pytest.mark.parametrize("objective", OBJECTIVES)
 @pytest.mark.parametrize("steps", [1, 2, 7, 25])
 def test_sampler_with_the_optimal_predictor_returns_the_one_image(objective, schedule, steps):
-    model = aegen.build_model("diffusion", {**TINY, "objective": objective, "schedule": schedule}).eval()
+    model = aegen.build_model(
+        "diffusion", {**TINY, "objective": objective, "schedule": schedule}
+    ).eval()
     image = torch.rand((1, 1, 28, 28), generator=torch.Generator().manual_seed(2))
     model.unet = _OptimalPredictor(image.double() * 2 - 1, objective, model.path)
     out = model.sample(3, generator=torch.Generator().manual_seed(3), steps=steps, guidance=2.0)

@@ -26,6 +26,7 @@ SMALL = {
     "m2": {"channels": (4, 8), "latent_dim": 4, "hidden": 16},
     "flow": {"steps": 1, "channels": (4, 4)},
     "diffusion": {"channels": (4, 8, 8), "embed_dim": 8, "sample_steps": 3, "guidance": 2.0},
+    "gan": {"channels": (4, 8), "latent_dim": 4},
     "pixelcnn": {"num_codes": 8, "d_model": 8, "n_layers": 1, "head_dim": 8},
     "pixelrnn": {"num_codes": 8, "embed_dim": 8, "d_model": 8, "n_layers": 1},
     "transformer": {"num_codes": 8, "d_model": 16, "n_layers": 1, "n_heads": 2},

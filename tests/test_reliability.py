@@ -50,15 +50,14 @@ def _state_step(run: Path) -> int:
         return -1
 
 
-def _kill_at_step_then_resume(tmp_path: Path, target: int) -> None:
-    """An uninterrupted run against one SIGKILLed at checkpoint step ``target`` and
-    resumed: bit-identical weights and as many metrics rows. Both fresh runs get the
-    same thread count (another count splits reductions differently); the resumed
-    run is left to choose, and must take the count its config.json records. The
-    denormal flush is on, as it is by default."""
+def _kill_and_resume(tmp_path: Path, common: list[str], total: int, target: int) -> None:
+    """Train ``common`` whole, and again SIGKILLed at checkpoint step ``target`` of
+    ``total`` and resumed: bit-identical weights and as many metrics rows. Both fresh
+    runs get the same thread count (another count splits reductions differently); the
+    resumed run is left to choose, and must take the count its config.json records.
+    The denormal flush is on, as it is by default."""
     pinned = {"AEGEN_THREADS": str(min(2, len(os.sched_getaffinity(0))))}
     free = {"AEGEN_THREADS": "", "OMP_NUM_THREADS": "", "AEGEN_FLUSH_DENORMAL": ""}
-    common = ["train", "ae-mlp", "--epochs", "3", *ARGS]
     full = run_cli_subprocess(*common, "--out", tmp_path / "full", env=pinned)
     assert full.code == 0, full.err
 
@@ -69,9 +68,11 @@ def _kill_at_step_then_resume(tmp_path: Path, target: int) -> None:
         time.sleep(0.01)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
-    assert 0 < _state_step(cut) < 60, f"not interrupted mid-run (target step {target})"
+    assert 0 < _state_step(cut) < total, f"not interrupted mid-run (target step {target})"
 
-    resumed = run_cli_subprocess("train", "ae-mlp", "--out", cut, "--resume", "--quiet", env=free)
+    resumed = run_cli_subprocess(
+        common[0], common[1], "--out", cut, "--resume", "--quiet", env=free
+    )
     assert resumed.code == 0, resumed.err
     a, b = load_file(tmp_path / "full" / MODEL), load_file(cut / MODEL)
     assert all(torch.equal(a[k], b[k]) for k in a), f"weights differ after a kill at step ~{target}"
@@ -80,8 +81,11 @@ def _kill_at_step_then_resume(tmp_path: Path, target: int) -> None:
     ).read_text().count("\n")
 
 
+AE_MLP = ["train", "ae-mlp", "--epochs", "3", *ARGS]  # 20 steps per epoch, 60 in all
+
+
 def test_sigkill_at_a_checkpoint_step_then_resume_is_bit_exact(tmp_path):
-    _kill_at_step_then_resume(tmp_path, target=21)  # 20 steps per epoch, 60 in all
+    _kill_and_resume(tmp_path, AE_MLP, 60, target=21)
 
 
 @pytest.mark.slow
@@ -89,7 +93,16 @@ def test_sigkill_at_a_checkpoint_step_then_resume_is_bit_exact(tmp_path):
 def test_sigkill_then_resume_is_bit_exact_30_times(tmp_path, trial):
     # issue 20: the flush once broke exact resumption in 2 of 11 trials; 30 in a row
     # (pytest -m slow -k 30_times), at kill steps spread over the run
-    _kill_at_step_then_resume(tmp_path, target=3 + (trial * 7) % 43)
+    _kill_and_resume(tmp_path, AE_MLP, 60, target=3 + (trial * 7) % 43)
+
+
+def test_a_gan_killed_mid_epoch_resumes_bit_exactly(tmp_path):
+    """Both optimizers' states, the spectral norms' power-iteration vectors, G's batch-norm
+    statistics and the latents' RNG all come back: 12 steps per epoch, 24 in all."""
+    gan = ["--data", "synthetic", "--limit", "720", "--batch-size", "50", "--seed", "5",
+           "--quiet", "--set", "model.channels=4,8", "--set", "model.latent_dim=8",
+           "--set", "train.ckpt_every=3"]  # fmt: skip
+    _kill_and_resume(tmp_path, ["train", "gan", "--epochs", "2", *gan], 24, 9)
 
 
 def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path):

@@ -43,6 +43,7 @@ _MODULES = (
     "aegen.models.vqvae",
     "aegen.models.flow",
     "aegen.models.diffusion",
+    "aegen.models.gan",
     "aegen.priors.pixelcnn",
     "aegen.priors.pixelrnn",
     "aegen.priors.transformer",

@@ -67,10 +67,15 @@ class RunLog:
         """``[phase ]epoch E/N: train_loss …, val_… …`` for an epoch's row."""
         phase = f"{row['phase']} " if row.get("phase") else ""
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k.startswith("val_"))
-        return (
-            f"{phase}epoch {row['epoch']}/{epochs}: "
-            f"train_loss {row.get('train_loss', float('nan')):.4g}, {shown}"
+        # a model of several optimizers logs one loss per phase (train_d_loss, train_g_loss)
+        train = (
+            ["train_loss"]
+            if "train_loss" in row
+            else [k for k in row if k.startswith("train_") and k.endswith("_loss")]
+            or ["train_loss"]
         )
+        trained = ", ".join(f"{k} {row.get(k, float('nan')):.4g}" for k in train)
+        return f"{phase}epoch {row['epoch']}/{epochs}: {trained}, {shown}"
 
     def _tensorboard(self, row: dict[str, Any], step: int) -> None:
         if self._tb is None:

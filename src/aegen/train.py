@@ -65,8 +65,9 @@ from .data.datasets import Dataset, Split
 from .data.loader import Batch, epoch_batches, num_batches, to_float
 from .distributed import barrier, resolve_device
 from .distributed import context as dist_context
-from .errors import UserError
+from .errors import CheckpointError, UserError
 from .files import ensure_dir
+from .models.abilities import TrainingPhase, TrainsInPhases
 from .runlog import RunLog
 
 __all__ = [
@@ -213,6 +214,7 @@ class _Plan:
     train_x: torch.Tensor
     train_y: torch.Tensor
     loss_fn: Callable[[Batch], tuple[torch.Tensor, dict[str, Any]]]
+    phase_losses: list[LossFn] = field(default_factory=list)  # one per phase (several optimizers)
 
 
 @dataclass
@@ -249,6 +251,11 @@ class Trainer:
     checkpoint (e.g. ``phase1``); ``metadata`` goes into the safetensors header.
     With ``out_dir=None`` nothing is written.
 
+    A model that owns several optimizers (:class:`~aegen.models.abilities.TrainsInPhases`,
+    e.g. a GAN) is trained, when neither ``params`` nor ``loss_fn`` is given, by one
+    AdamW per phase, stepped in the phases' order on every batch (``_train_phases``);
+    every optimizer's state is in the checkpoint. Such a model trains in one process.
+
     Under torchrun (a live process group) every rank runs the same Trainer: each
     takes its share of every global batch, DDP averages the gradients, metrics are
     reduced across ranks and only rank 0 writes files.
@@ -280,8 +287,28 @@ class Trainer:
         self.progress = progress
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused or None
+        self.phases: list[TrainingPhase] = (
+            model.training_phases()
+            if isinstance(model, TrainsInPhases) and params is None and loss_fn is None
+            else []
+        )
+        # one optimizer per phase, or the one optimizer over self.params (the fast path)
+        self.optimizers = {
+            ph.name: torch.optim.AdamW(
+                [p for p in ph.params if p.requires_grad],
+                lr=cfg.lr * ph.lr_scale,
+                betas=ph.betas,
+                weight_decay=cfg.weight_decay,
+                fused=cfg.fused or None,
+            )
+            for ph in self.phases
+        }
+        self.optimizer = (
+            None
+            if self.phases
+            else torch.optim.AdamW(
+                self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused or None
+            )
         )
         self._partial_params = len(self.params) < len(trainable)
         self.step = 0
@@ -305,8 +332,12 @@ class Trainer:
             dist.all_gather_object(gathered, rng)
         else:
             gathered = [rng]
+        if self.optimizer is None:
+            opt = {"optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
+        else:
+            opt = {"optimizer": self.optimizer.state_dict()}
         return {
-            "optimizer": self.optimizer.state_dict(),
+            **opt,
             "step": self.step,
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
@@ -328,7 +359,17 @@ class Trainer:
                 f"{self.out_dir} was trained with {world} process(es); "
                 f"resume it with the same number (now {self.world}) to continue exactly"
             )
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        else:
+            saved = state.get("optimizers")
+            if not isinstance(saved, dict) or set(saved) != set(self.optimizers):
+                raise CheckpointError(
+                    f"{self.out_dir}: the checkpoint holds no state for the optimizers "
+                    f"{', '.join(self.optimizers)} of this model; wrong run directory?"
+                )
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(saved[name])
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.step_in_epoch = int(state["step_in_epoch"])
@@ -434,6 +475,11 @@ class Trainer:
             # ranks draw different noise (input corruption, VAE samples) from different streams
             seed_everything(cfg.seed + 1_000_003 * self.rank)
         loss_fn = torch.compile(self.loss_fn) if cfg.compile else self.loss_fn
+        phase_losses = [torch.compile(ph.loss) if cfg.compile else ph.loss for ph in self.phases]
+        if self.phases and self.world > 1:
+            raise UserError(
+                "a model with several optimizers trains in one process; drop --nproc / torchrun"
+            )
         if self.world > 1:
             loss_fn = DistributedDataParallel(
                 _LossModule(self.model, loss_fn),
@@ -450,6 +496,7 @@ class Trainer:
             train_x=data.train.x.to(self.device),
             train_y=data.train.y.to(self.device),
             loss_fn=loss_fn,
+            phase_losses=phase_losses,
         )
 
     def _train_epoch(self, plan: _Plan) -> _Epoch:
@@ -497,6 +544,8 @@ class Trainer:
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         lr = lr_at(cfg, self.step, plan.total_steps)
+        if self.optimizer is None:
+            return self._train_phases(plan, Batch(x, plan.train_y[idx]), lr, epoch)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         with autocast(cfg.amp, self.device.type):
@@ -511,14 +560,50 @@ class Trainer:
                 v = v.detach() if isinstance(v, torch.Tensor) else v
                 epoch.sums[k] = epoch.sums.get(k, 0.0) + v
         elif cfg.on_nan == "stop":
-            where = f" in {self.out_dir}" if self.out_dir else ""
-            raise TrainingDiverged(
-                f"loss became non-finite at step {self.step} (epoch {self.epoch + 1}); "
-                f"the last good checkpoint{where} is kept; lower train.lr, "
-                "set train.grad_clip, or set train.on_nan=skip"
-            )
+            raise self._diverged()
         else:
             epoch.skipped += 1
+        return loss
+
+    def _diverged(self, what: str = "loss") -> TrainingDiverged:
+        where = f" in {self.out_dir}" if self.out_dir else ""
+        return TrainingDiverged(
+            f"{what} became non-finite at step {self.step} (epoch {self.epoch + 1}); "
+            f"the last good checkpoint{where} is kept; lower train.lr, "
+            "set train.grad_clip, or set train.on_nan=skip"
+        )
+
+    def _train_phases(self, plan: _Plan, batch: Batch, lr: float, epoch: _Epoch) -> torch.Tensor:
+        """One batch of a model with several optimizers: each phase in order computes its
+        loss, clears and fills its own gradients, clips them and steps its own optimizer.
+
+        A non-finite loss stops the run, or (``on_nan=skip``) ends this batch there: the
+        phases before it have stepped, none after it does, the batch counts as skipped and
+        logs nothing.
+        """
+        cfg = self.cfg
+        logs_of_batch: dict[str, Any] = {}
+        loss = torch.zeros(())
+        for phase, loss_fn in zip(self.phases, plan.phase_losses, strict=True):
+            opt = self.optimizers[phase.name]
+            for g in opt.param_groups:
+                g["lr"] = lr * phase.lr_scale
+            with autocast(cfg.amp, self.device.type):
+                loss, logs = loss_fn(batch)
+            opt.zero_grad(set_to_none=True)
+            if not self._all_finite(loss):
+                if cfg.on_nan == "stop":
+                    raise self._diverged(f"the {phase.name} loss")
+                epoch.skipped += 1
+                return loss
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(phase.params, cfg.grad_clip)
+            opt.step()
+            logs_of_batch.update({f"{phase.name}_loss": loss, **logs})
+        for k, v in logs_of_batch.items():
+            v = v.detach() if isinstance(v, torch.Tensor) else v
+            epoch.sums[k] = epoch.sums.get(k, 0.0) + v
         return loss
 
     def _finish_epoch(self, plan: _Plan, data: Dataset, epoch: _Epoch) -> dict[str, float]:

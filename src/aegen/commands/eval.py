@@ -152,6 +152,12 @@ def summary_line(run_dir: Path, sections: dict) -> str:
             f"precision {s['precision']:.3f}, recall {s['recall']:.3f} "
             f"({s['n_samples']} samples, features {s['features']['sha256'][:12]})"
         )
+        if cov := s.get("class_coverage"):
+            k = len(cov["histogram"])
+            parts.append(
+                f"class coverage {round(cov['covered'] * k)}/{k} classes, "
+                f"entropy {cov['entropy_nats']:.2f} of {cov['max_entropy_nats']:.2f} nats"
+            )
     for row in sections.get("samples_by_steps", {}).get("rows", []):
         parts.append(f"{row['steps']} steps: FID {row['fid']:.3f}")
     if lik := sections.get("likelihood"):

@@ -6,7 +6,9 @@ Which scores a run gets depends on what its model can do (the Protocols of
 - it reconstructs (:class:`Reconstructs`): MSE, PSNR and SSIM on the test split;
 - it samples (a *sampler* exists for the run, see below): FID, KID and
   precision/recall of ``n`` samples against ``n`` test images, on the features of
-  a domain network (:mod:`aegen.eval.features`) whose SHA-256 is recorded;
+  a domain network (:mod:`aegen.eval.features`) whose SHA-256 is recorded, and
+  ``class_coverage``: the histogram of the network's labels of the samples, the
+  fraction of classes holding at least half a fair share, and its entropy in nats;
 - it has a likelihood (:class:`ScoresLikelihood`: the VAE's IWAE bound, the flow's
   dequantization bound): NLL in nats per image and bits per dimension on test images.
 
@@ -42,7 +44,13 @@ from ..errors import UserError
 from ..models.abilities import Reconstructs, Samples, ScoresLikelihood
 from ..version import __version__
 from .features import DomainFeatures
-from .metrics import frechet_distance, kernel_distance, precision_recall, reconstruction_metrics
+from .metrics import (
+    class_coverage,
+    frechet_distance,
+    kernel_distance,
+    precision_recall,
+    reconstruction_metrics,
+)
 
 __all__ = [
     "EvalOptions",
@@ -305,12 +313,17 @@ def _sample_scores(
         real, fake, options.kid_subsets, options.kid_subset_size, options.seed
     )
     precision, recall = precision_recall(real, fake, k=options.k)
+    coverage = class_coverage(features.classify(fake_images), features.num_classes)
+    # the same measure on the test images: what a generator that matched the data would get
+    reference = class_coverage(features.classify(real_images), features.num_classes)
+    coverage["test_images"] = {k: reference[k] for k in ("covered", "entropy_nats")}
     section = {
         "fid": fid,
         "kid_mean": kid_mean,
         "kid_std": kid_std,
         "precision": precision,
         "recall": recall,
+        "class_coverage": coverage,
         "k": options.k,
         "n_samples": options.n,
         "n_real": n_real,

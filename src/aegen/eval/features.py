@@ -103,14 +103,23 @@ class DomainFeatures:
             out.append(self.net.features(x).double())
         return torch.cat(out) if out else torch.zeros(0, self.num_features, dtype=torch.float64)
 
+    @property
+    def num_classes(self) -> int:
+        return self.net.config.num_classes
+
     @torch.no_grad()
+    def classify(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """(N,) the classifier's label of each image (uint8 (N, 28, 28) or float in [0, 1])."""
+        self.net.eval()
+        out = [
+            self.net(to_float(images[s : s + batch_size]).float()).argmax(1)
+            for s in range(0, images.shape[0], batch_size)
+        ]
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
     def accuracy(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
         """Fraction of ``images`` the classifier labels correctly."""
-        self.net.eval()
-        right = 0
-        for s in range(0, images.shape[0], batch_size):
-            pred = self.net(to_float(images[s : s + batch_size]).float()).argmax(1)
-            right += int((pred == labels[s : s + batch_size]).sum())
+        right = int((self.classify(images, batch_size) == labels).sum())
         return right / max(1, images.shape[0])
 
 

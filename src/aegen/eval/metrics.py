@@ -6,7 +6,8 @@ et al. 2004, Gaussian window σ = 1.5, per image then averaged).
 
 Samples, all on features of the domain network (:mod:`aegen.eval.features`):
 FID and KID through torchmetrics, and precision/recall of the sample manifold
-(Kynkäänniemi et al. 2019). Features are computed once and handed to
+(Kynkäänniemi et al. 2019), and class coverage: the histogram of the domain
+network's labels of the samples (:func:`class_coverage`). Features are computed once and handed to
 torchmetrics through an identity "feature module", so FID, KID and
 precision/recall see the very same vectors.
 
@@ -33,6 +34,7 @@ from ..files import atomic_write_json
 __all__ = [
     "SCHEMA",
     "check_metrics",
+    "class_coverage",
     "frechet_distance",
     "kernel_distance",
     "knn_radii",
@@ -261,6 +263,34 @@ def precision_recall(
     return float(precision), float(recall)
 
 
+def class_coverage(
+    predicted: torch.Tensor, num_classes: int, min_share: float | None = None
+) -> dict[str, Any]:
+    """How evenly samples spread over the classes a classifier sees in them (mode coverage).
+
+    ``predicted`` (N,) are class indices (the domain network's labels of N samples).
+    Returns the histogram (counts per class), ``covered``: the fraction of classes
+    holding at least ``min_share`` of the samples (default half a fair share,
+    1 / (2K)), and the histogram's entropy in nats (log K for a uniform spread,
+    0 when every sample is one class: a collapsed generator).
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    if predicted.numel() == 0:
+        raise ValueError("class coverage needs at least one sample")
+    threshold = 0.5 / num_classes if min_share is None else float(min_share)
+    counts = torch.bincount(predicted.long().flatten(), minlength=num_classes).double()
+    share = counts / counts.sum()
+    nz = share[share > 0]
+    return {
+        "histogram": [int(c) for c in counts.tolist()],
+        "covered": float((share >= threshold).double().mean()),
+        "min_share": threshold,
+        "entropy_nats": float(-(nz * nz.log()).sum()),
+        "max_entropy_nats": float(torch.log(torch.tensor(float(num_classes), dtype=torch.float64))),
+    }
+
+
 # --------------------------------------------------------------------------- metrics.json schema
 
 # section → {key: type} it must have; OPTIONAL: keys that, when present, must have the type.
@@ -284,6 +314,7 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 OPTIONAL: dict[str, dict[str, type | tuple[type, ...]]] = {
     "reconstruction": {"ssim": _NUM},
+    "samples": {"class_coverage": dict},
     "likelihood": {"nll_nats": _NUM, "bits_per_dim": _NUM, "bits_per_code": _NUM},
 }
 # a likelihood section says at least one of these (a prior's is in bits per code)

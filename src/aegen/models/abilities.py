@@ -14,11 +14,15 @@ their signatures; the signatures below are the contract, and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Reconstructs", "Samples", "ScoresLikelihood"]
+from ..data.loader import Batch
+
+__all__ = ["Reconstructs", "Samples", "ScoresLikelihood", "TrainingPhase", "TrainsInPhases"]
 
 
 @runtime_checkable
@@ -48,3 +52,35 @@ class Reconstructs(Protocol):
     """An autoencoder: ``reconstruct(x)`` → images in [0, 1] of the same shape as ``x``."""
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class TrainingPhase:
+    """One optimiser of a model that owns several, and the loss it minimises.
+
+    ``loss(batch) -> (loss, logs)`` is called, differentiated and stepped by the
+    trainer with this phase's own AdamW over ``params`` (learning rate
+    ``train.lr × lr_scale``, ``betas``); its state is saved under ``name`` in the
+    checkpoint, and the loss is logged as ``{name}_loss``. The loss must not leave
+    gradients on another phase's parameters that matter: each phase clears only
+    its own before its backward pass.
+    """
+
+    name: str
+    params: Sequence[torch.nn.Parameter]
+    loss: Callable[[Batch], tuple[torch.Tensor, dict]]
+    betas: tuple[float, float] = (0.9, 0.999)
+    lr_scale: float = 1.0
+
+
+@runtime_checkable
+class TrainsInPhases(Protocol):
+    """A model trained by several optimisers in turn on every batch (a GAN's D and G steps).
+
+    ``training_phases()`` lists them in the order the trainer steps them; the one
+    :class:`~aegen.train.Trainer` does the rest (learning-rate schedule, clipping
+    per phase, the non-finite-loss policy, every optimiser's state in the
+    checkpoint). ``loss(batch)`` is still the validation loss.
+    """
+
+    def training_phases(self) -> list[TrainingPhase]: ...
