@@ -44,6 +44,7 @@ _MODULES = (
     "aegen.priors.pixelcnn",
     "aegen.priors.pixelrnn",
     "aegen.priors.transformer",
+    "aegen.priors.maskgit",
     "aegen.models.feature_net",
 )
 

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Reconstructs", "Samples", "ScoresLikelihood"]
+__all__ = ["Reconstructs", "Samples", "ScoresCodeLikelihood", "ScoresLikelihood"]
 
 
 @runtime_checkable
@@ -48,3 +48,14 @@ class Reconstructs(Protocol):
     """An autoencoder: ``reconstruct(x)`` → images in [0, 1] of the same shape as ``x``."""
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class ScoresCodeLikelihood(Protocol):
+    """A prior over code grids with an exact likelihood: ``nll_bits(codes, labels)`` → the
+    mean negative log-likelihood in bits per code. The autoregressive priors have one; a
+    masked (MaskGIT) prior does not, and reports no likelihood."""
+
+    def nll_bits(
+        self, codes: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 1000
+    ) -> float: ...
