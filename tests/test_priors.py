@@ -128,7 +128,8 @@ def _disjoint_code_data(n, seed, classes=3, per_class=4):
 @pytest.mark.parametrize("name", PRIORS)
 def test_each_class_samples_only_its_own_codes(name):
     """Trained on classes that use disjoint codes, a prior asked for class c draws only
-    c's codes: one that ignores its label draws another class's first code 2 times in 3."""
+    c's codes (98 % or more: temperature 1 leaves a little mass elsewhere); one that
+    ignores its label draws another class's first code 2 times in 3."""
     prior = _prior(name, num_classes=3).train()
     codes, y = _disjoint_code_data(600, 0)
     opt = torch.optim.Adam(prior.parameters(), lr=3e-3)
@@ -142,7 +143,7 @@ def test_each_class_samples_only_its_own_codes(name):
     for c in range(3):
         s = prior.sample(20, generator=torch.Generator().manual_seed(c), label=c)
         own = (s // 4 == c).float().mean().item()
-        assert own >= 0.99, (c, own)
+        assert own >= 0.98, (c, own)
 
 
 def _row_code_data(n, seed, classes=8, h=4, w=4):

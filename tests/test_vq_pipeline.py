@@ -24,8 +24,12 @@ TINY = [
     "prior.model.d_model=32",
     "prior.model.n_layers=2",
     "prior.train.batch_size=50",
+    # the transformer's warm-up of 200 steps is longer than these runs: without these two
+    # its one epoch ended above the unigram entropy (5.31 vs 4.24 bits/code, measured)
+    "prior.train.warmup_steps=0",
+    "prior.train.lr=3e-3",
 ]
-ARGS = dict(prior="transformer", data="synthetic", limit=600, vqvae_epochs=3, prior_epochs=1, n=12)
+ARGS = dict(prior="transformer", data="synthetic", limit=600, vqvae_epochs=3, prior_epochs=3, n=12)
 
 
 def _pipeline(out, capsys=None):
@@ -43,7 +47,7 @@ def done(tmp_path_factory):
 
 def _cli_args(out):
     args = ["pipeline", "vqvae", "--data", "synthetic", "--limit", "600", "--out", out]
-    args += ["--prior", "transformer", "--vqvae-epochs", "3", "--prior-epochs", "1", "--n", "12"]
+    args += ["--prior", "transformer", "--vqvae-epochs", "3", "--prior-epochs", "3", "--n", "12"]
     for s in TINY:
         args += ["--set", s]
     return args + ["--quiet"]
@@ -70,8 +74,8 @@ def test_pipeline_writes_all_four_stages(done):
     samples = np.load(out / "samples/samples.npy")
     assert samples.shape == (12, 7, 7) and samples.dtype == np.uint16 and samples.max() < 32
     prior = summary["prior"]
-    assert prior["test_nll_bits"] > 0 and prior["test_unigram_entropy_bits"] > 0
-    print("MARGIN", prior)
+    # it learned more than the codes' frequencies: 3.21 vs 4.24 bits/code when measured
+    assert prior["test_nll_bits"] < 0.9 * prior["test_unigram_entropy_bits"], prior
 
 
 def test_decoding_the_codes_equals_the_reconstruction(done):
@@ -362,11 +366,11 @@ def test_train_prior_resume_extends_to_more_epochs(done, tmp_path, cli):
     pdir = tmp_path / "prior"
     shutil.copytree(out / "prior", pdir)
     args = ["train-prior", out / "codes", "--prior", "transformer", "--out", pdir, "--resume"]
-    assert_user_error(cli(*args, "--epochs", "2", "--seed", "1"), "own config.json", "--seed")
-    r = cli(*args, "--epochs", "2", "--quiet")
+    assert_user_error(cli(*args, "--epochs", "4", "--seed", "1"), "own config.json", "--seed")
+    r = cli(*args, "--epochs", "4", "--quiet")
     assert r.code == 0, r.err
     cfg = json.loads((pdir / "config.json").read_text())
-    assert cfg["train"]["epochs"] == 2 and cfg["extended"][0]["from_epochs"] == 1
+    assert cfg["train"]["epochs"] == 4 and cfg["extended"][0]["from_epochs"] == 3
     with open(pdir / "metrics.csv", newline="") as f:
-        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
-    assert_user_error(cli(*args, "--epochs", "1"), "train.epochs=2")
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2", "3", "4"]
+    assert_user_error(cli(*args, "--epochs", "2"), "train.epochs=4")
