@@ -194,7 +194,7 @@ def test_in_a_real_process_too(ws):
 
 
 def test_resume_refuses_options_it_would_ignore(cli, ws):
-    for extra in (["--set", "train.lr=1"], ["--epochs", "3"], ["--data", "synthetic"]):
+    for extra in (["--set", "train.lr=1"], ["--seed", "3"], ["--data", "synthetic"]):
         assert_user_error(
             cli("train", "ae-mlp", "--out", ws / "run", "--resume", *extra), "own config.json"
         )

@@ -88,6 +88,7 @@ def test_conv_train_peak_counts_forward_and_backward():
 def test_sampling_and_encoding_cases():
     cases = vq.sampling_cases(2)
     assert {c.name.split("/")[1].split("_")[0] for c in cases} == {
+        "maskgit",
         "pixelcnn",
         "pixelrnn",
         "transformer",

@@ -30,6 +30,7 @@ SMALL = {
     "pixelcnn": {"num_codes": 8, "d_model": 8, "n_layers": 1, "head_dim": 8},
     "pixelrnn": {"num_codes": 8, "embed_dim": 8, "d_model": 8, "n_layers": 1},
     "transformer": {"num_codes": 8, "d_model": 16, "n_layers": 1, "n_heads": 2},
+    "maskgit": {"num_codes": 8, "d_model": 16, "n_layers": 1, "n_heads": 2},
 }
 
 

@@ -47,6 +47,7 @@ _MODULES = (
     "aegen.priors.pixelcnn",
     "aegen.priors.pixelrnn",
     "aegen.priors.transformer",
+    "aegen.priors.maskgit",
     "aegen.models.feature_net",
     "aegen.models.m2",
 )

@@ -8,6 +8,7 @@ then locked against a second writer for as long as training runs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -36,12 +37,14 @@ from .registry import entry
 from .threads import current as thread_choice
 from .threads import process_record
 from .train import FitResult, Trainer, check_batch_size, seed_everything
+from .version import __version__
 from .viz import save_grid, save_recon_grid
 
 __all__ = [
     "TrainedRun",
     "data_from_config",
     "discard_unfinished",
+    "extend_run_config",
     "finish_run",
     "make_run_config",
     "run_config_from_json",
@@ -124,6 +127,38 @@ def _check_fresh(out: Path) -> None:
 _RUN_KEYS = ("aegen_version", "model", "model_config", "train", "data", "family")
 
 
+def extend_run_config(
+    stored: dict[str, Any], run: RunConfig, epochs: int, step: int, where: str
+) -> tuple[RunConfig, dict[str, Any] | None]:
+    """A resumed run taken on to ``epochs`` epochs: its RunConfig and the config.json that
+    records the extension (None when ``epochs`` is its own: nothing changes).
+
+    The learning-rate schedule's horizon becomes the new total (docs/reliability.md):
+    from its next step on, the run follows the schedule of a fresh ``epochs``-epoch run.
+    ``step`` is the optimiser step the extension starts at; each extension is appended
+    to ``extended`` in config.json.
+    """
+    have = run.train.epochs
+    if epochs < have:
+        raise UserError(
+            f"{where} already has train.epochs={have}; --epochs with --resume can only "
+            f"extend it (give {have} or more)"
+        )
+    if stored.get("phased") is not None:
+        raise UserError(f"{where} was trained --phased; it cannot be extended with --epochs")
+    if epochs == have:
+        return run, None
+    run = dataclasses.replace(run, train=dataclasses.replace(run.train, epochs=epochs))
+    record = {
+        "from_epochs": have,
+        "to_epochs": epochs,
+        "at_step": step,
+        "aegen_version": __version__,
+    }
+    cfg = {**stored, **run.to_json(), "extended": [*stored.get("extended", []), record]}
+    return run, cfg
+
+
 def train_run(
     run: RunConfig | None,
     out_dir: str | os.PathLike,
@@ -133,6 +168,7 @@ def train_run(
     phased: dict[str, Any] | None = None,
     record: dict[str, Any] | None = None,
     finish: Callable[[torch.nn.Module], None] | None = None,
+    epochs: int | None = None,
 ) -> TrainedRun:
     """Train a model or a prior into ``out_dir``, or resume the run there from its own config.
 
@@ -141,15 +177,20 @@ def train_run(
     ``finish(model)`` runs in the main process after training, while the
     directory is still locked (a prior's metrics.json). ``phased={"finetune_epochs":
     N}`` trains an ``ae-mlp`` greedily layer by layer (see :mod:`aegen.phased`); it
-    is stored in config.json so ``--resume`` knows.
+    is stored in config.json so ``--resume`` knows. ``epochs`` with ``resume`` takes the
+    run on to that many epochs, finished or not (:func:`extend_run_config`).
     """
     out = Path(out_dir)
+    extended = None
     if resume:
         stored = load_config(out)
         stored_run = run_config_from_json(stored, str(out / CONFIG))
         if run is not None and run.model != stored_run.model:
             raise UserError(f"{out} holds a {stored_run.model} run, not {run.model}")
         run, phased = stored_run, stored.get("phased")
+        if epochs is not None:
+            step = int(read_train_state(out).get("step", 0)) if (out / TRAIN_STATE).is_file() else 0
+            run, extended = extend_run_config(stored, run, epochs, step, str(out))
         keep_arithmetic(stored.get("environment"))
     else:
         if run is None:
@@ -176,6 +217,8 @@ def train_run(
             if (env := process_record()) is not None:  # the command's threads and flush
                 extra["environment"] = env
             write_config(out, {**run.to_json(), "family": model.family, **extra, **(record or {})})
+        if extended is not None and ctx.is_main:  # before training: a kill keeps the new horizon
+            write_config(out, extended)
         if phased is not None:
             result = fit_phased(model, data, run.train, out, resume, progress, **phased)
         else:

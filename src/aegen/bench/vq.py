@@ -66,11 +66,22 @@ def sample_speed(name: str, n: int, use_cache: bool, repeats: int = 2) -> float:
 
 
 def sampling_cases(n: int) -> list[Case]:
-    """Each prior's sampling speed; ratio = cached / uncached (PixelCNN has no cache)."""
+    """Each prior's sampling speed; ratio = cached / uncached (PixelCNN has no cache), and
+    for MaskGIT (8 parallel steps, its default) the KV-cached transformer's speed."""
     cases = []
     for name in available("prior"):
         cached = sample_speed(name, n, True)
-        if name == "pixelcnn":
+        if name == "maskgit":
+            cases.append(
+                Case(
+                    f"sample/{name}_8_steps",
+                    cached,
+                    "grids/s",
+                    sample_speed("transformer", n, True),
+                    extra={"baseline": "the transformer prior with its KV cache", "n": n},
+                )
+            )
+        elif name == "pixelcnn":
             cases.append(
                 Case(
                     f"sample/{name}",

@@ -60,6 +60,17 @@ def load_model(run_dir: str | Path, family=None) -> torch.nn.Module:
     return load(run_dir, family=family)
 
 
+def refuse_with_resume(args: argparse.Namespace, options: dict[str, object]) -> None:
+    """With --resume, refuse the ``options`` given (flag → parsed value) that it would ignore:
+    a resumed run keeps its own config.json (only --epochs may extend it)."""
+    given = [flag for flag, value in options.items() if value]
+    if args.resume and given:
+        raise UserError(
+            f"--resume continues the run with its own config.json (only --epochs N extends "
+            f"it); drop {', '.join(given)}"
+        )
+
+
 def add_launch_args(p: argparse.ArgumentParser) -> None:
     """--device and --nproc: where a training command runs, and in how many processes."""
     p.add_argument(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..pipelines.vq_prior import run_pipeline
+from ..pipelines.vq_prior import prior_score_line, run_pipeline
 from ..registry import available
 from ._common import add_data_args
 from .argtypes import nonneg_int, positive_float, positive_int
@@ -61,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"VQ-VAE test MSE {s['vqvae'].get('mse', float('nan')):.5f}; codes used on test "
         f"{c['test_codes_used']}/{c['K']} (perplexity {c['test_perplexity']:.1f}); {args.prior} "
-        f"test NLL {pr['test_nll_bits']:.3f} bits/code vs unigram entropy "
-        f"{pr['test_unigram_entropy_bits']:.3f}; samples: {s['samples']}"
+        f"{prior_score_line(pr)}; samples: {s['samples']}"
     )
     return 0

@@ -7,11 +7,10 @@ import os
 import sys
 
 from .. import distributed
-from ..errors import UserError
 from ..registry import available
 from ..runs import REPORTS, data_from_config, finish_run, make_run_config, train_run
 from ..train import check_batch_size
-from ._common import add_data_args, add_launch_args, add_train_args
+from ._common import add_data_args, add_launch_args, add_train_args, refuse_with_resume
 from .argtypes import nonneg_int
 
 
@@ -26,7 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="run directory to write")
     add_train_args(p, "model.code_dim=2 or train.lr=3e-4")
     p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint (with --epochs N: extend it to N)",
     )
     p.add_argument(
         "--phased",
@@ -53,25 +54,18 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.resume:
-        given = [
-            f
-            for f, v in (
-                ("--set", args.set),
-                ("--epochs", args.epochs),
-                ("--batch-size", args.batch_size),
-                ("--seed", args.seed),
-                ("--limit", args.limit),
-                ("--data", args.data),
-                ("--data-dir", args.data_dir),
-                ("--phased", args.phased),
-            )
-            if v
-        ]
-        if given:
-            raise UserError(
-                f"--resume continues the run with its own config.json; drop {', '.join(given)}"
-            )
+    refuse_with_resume(
+        args,
+        {
+            "--set": args.set,
+            "--batch-size": args.batch_size,
+            "--seed": args.seed,
+            "--limit": args.limit,
+            "--data": args.data,
+            "--data-dir": args.data_dir,
+            "--phased": args.phased,
+        },
+    )
     overrides = [*args.set, *([f"train.device={args.device}"] if args.device else [])]
     run_cfg = make_run_config(
         args.model,
@@ -91,7 +85,12 @@ def run(args: argparse.Namespace) -> int:
     ctx = distributed.setup(run_cfg.train.device)
     try:
         trained = train_run(
-            run_cfg, args.out, resume=args.resume, progress=not args.quiet, phased=phased
+            run_cfg,
+            args.out,
+            resume=args.resume,
+            progress=not args.quiet,
+            phased=phased,
+            epochs=args.epochs if args.resume else None,
         )
         if ctx.is_main:
             summary = finish_run(trained, report=args.report)

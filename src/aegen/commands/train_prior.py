@@ -6,9 +6,9 @@ import argparse
 import os
 
 from .. import distributed
-from ..pipelines.vq_prior import load_codes, train_prior
+from ..pipelines.vq_prior import load_codes, prior_score_line, train_prior
 from ..registry import available
-from ._common import add_launch_args, add_train_args
+from ._common import add_launch_args, add_train_args, refuse_with_resume
 from .train import strip_option
 
 
@@ -28,13 +28,26 @@ def add_parser(sub) -> None:
         action="store_true",
         help="ignore the labels (default: class-conditional)",
     )
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (with --epochs N: extend it to N)",
+    )
     add_launch_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_with_resume(
+        args,
+        {
+            "--set": args.set,
+            "--batch-size": args.batch_size,
+            "--seed": args.seed,
+            "--unconditional": args.unconditional,
+        },
+    )
     overrides = [*args.set, *([f"train.device={args.device}"] if args.device else [])]
     if args.nproc > 1 and not distributed.context().world > 1 and "WORLD_SIZE" not in os.environ:
         load_codes(
@@ -59,10 +72,5 @@ def run(args: argparse.Namespace) -> int:
         distributed.teardown()
     if not ctx.is_main:
         return 0
-    m = trained.metrics
-    print(
-        f"{args.out}: test NLL {m['test_nll_bits']:.3f} bits/code; unigram entropy of the test "
-        f"codes {m['test_unigram_entropy_bits']:.3f} bits/code "
-        f"({100 * m['reduction_vs_unigram']:.1f}% lower)"
-    )
+    print(f"{args.out}: {prior_score_line(trained.metrics)}")
     return 0

@@ -22,7 +22,14 @@ import torch
 
 from ..data.loader import Batch
 
-__all__ = ["Reconstructs", "Samples", "ScoresLikelihood", "TrainingPhase", "TrainsInPhases"]
+__all__ = [
+    "Reconstructs",
+    "Samples",
+    "ScoresCodeLikelihood",
+    "ScoresLikelihood",
+    "TrainingPhase",
+    "TrainsInPhases",
+]
 
 
 @runtime_checkable
@@ -84,3 +91,14 @@ class TrainsInPhases(Protocol):
     """
 
     def training_phases(self) -> list[TrainingPhase]: ...
+
+
+@runtime_checkable
+class ScoresCodeLikelihood(Protocol):
+    """A prior over code grids with an exact likelihood: ``nll_bits(codes, labels)`` → the
+    mean negative log-likelihood in bits per code. The autoregressive priors have one; a
+    masked (MaskGIT) prior does not, and reports no likelihood."""
+
+    def nll_bits(
+        self, codes: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 1000
+    ) -> float: ...

@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,22 @@ import torch
 from ..checkpoint import MODEL, load, load_config, read_train_state, weights_hash
 from ..config import RunConfig, TrainConfig, apply_overrides, from_dict
 from ..data.codes import CodeSet, codes_match, encode_dataset, encode_split, load_codes
-from ..data.datasets import Dataset
+from ..data.datasets import Dataset, Split
 from ..errors import CheckpointError, ConfigError, UserError
-from ..eval.metrics import read_metrics_json, update_metrics_json
+from ..eval.evaluate import draw_samples
+from ..eval.features import DomainFeatures
+from ..eval.metrics import (
+    frechet_distance,
+    precision_recall,
+    read_metrics_json,
+    update_metrics_json,
+)
 from ..files import atomic_write_bytes, atomic_write_json, ensure_dir, npy_bytes
+from ..models.abilities import ScoresCodeLikelihood
 from ..models.vqvae import GRID as VQ_GRID
 from ..prior_runs import load_prior, prior_matches_vqvae, sample_images
-from ..priors.sampling import sample_codes
+from ..priors.maskgit import MaskGITPrior
+from ..priors.sampling import sample_codes, sample_with
 from ..quantize import entropy_bits
 from ..registry import entry
 from ..runs import (
@@ -62,11 +72,13 @@ __all__ = [
     "codes_record",
     "encode_run",
     "encode_split",  # re-exported from aegen.data.codes
+    "fid_against_steps",
     "generate",
     "load_codes",  # re-exported from aegen.data.codes
     "load_prior",  # re-exported from aegen.prior_runs
     "prior_matches_vqvae",  # re-exported from aegen.prior_runs
     "prior_run_config",
+    "prior_score_line",
     "run_pipeline",
     "sample_codes",  # re-exported from aegen.priors.sampling
     "sample_images",  # re-exported from aegen.prior_runs
@@ -200,7 +212,8 @@ def train_prior(
     """Stage 3: train prior ``prior`` on the codes in ``codes_dir`` into the run dir ``out_dir``.
 
     With ``resume=True`` the run in ``out_dir`` continues from its own config
-    (and must have been trained on these very codes). Writes metrics.json with
+    (and must have been trained on these very codes); ``epochs=N`` then extends it to N
+    epochs, the other settings are its own. Writes metrics.json with
     the held-out NLL in bits per code next to the codes' unigram entropies.
     Training is :func:`aegen.runs.train_run`'s, as for every other model.
     """
@@ -219,13 +232,16 @@ def train_prior(
 
     def write_metrics(model: torch.nn.Module) -> None:
         metrics.update(_prior_metrics(model, codes))
-        # the same number as a likelihood section, so `aegen report` lists it among the scores
-        likelihood = {
-            "bits_per_code": metrics["test_nll_bits"],
-            "n": metrics["n_test"],
-            "split": "test",
-        }
-        update_metrics_json(out, {"prior": metrics, "likelihood": likelihood})
+        sections: dict[str, Any] = {"prior": metrics}
+        if "test_nll_bits" in metrics:
+            # the same number as a likelihood section, so `aegen report` lists it among the
+            # scores; a masked prior has no likelihood to list
+            sections["likelihood"] = {
+                "bits_per_code": metrics["test_nll_bits"],
+                "n": metrics["n_test"],
+                "split": "test",
+            }
+        update_metrics_json(out, sections)
 
     trained = train_run(
         run,
@@ -235,23 +251,50 @@ def train_prior(
         data=codes.data,
         record=codes_record(codes),
         finish=write_metrics,
+        epochs=train_args.get("epochs") if resume else None,
     )
     return TrainedPrior(trained.model, out, metrics)
 
 
 def _prior_metrics(model: torch.nn.Module, codes: CodeSet) -> dict[str, Any]:
+    """The prior's held-out score beside the codes' unigram entropies.
+
+    An autoregressive prior (:class:`ScoresCodeLikelihood`) gives its exact NLL,
+    ``test_nll_bits``; a masked one (MaskGIT) only ``test_masked_ce_bits``, the
+    cross-entropy of masked codes, which is not a likelihood (``exact_likelihood``
+    says which).
+    """
     c = model.config
     test = codes.data.test
     labels = test.y if c.num_classes else None
-    nll = model.nll_bits(test.x, labels)
     entropy = entropy_bits(test.x, codes.num_codes)
-    return {
-        "test_nll_bits": nll,
+    out: dict[str, Any] = {
         "test_unigram_entropy_bits": entropy,
         "train_unigram_entropy_bits": entropy_bits(codes.data.train.x, codes.num_codes),
-        "reduction_vs_unigram": 1.0 - nll / entropy if entropy > 0 else 0.0,
         "n_test": len(test),
+        "exact_likelihood": isinstance(model, ScoresCodeLikelihood),
     }
+    if out["exact_likelihood"]:
+        nll = model.nll_bits(test.x, labels)
+        out["test_nll_bits"] = nll
+        out["reduction_vs_unigram"] = 1.0 - nll / entropy if entropy > 0 else 0.0
+    else:
+        out["test_masked_ce_bits"] = model.masked_ce_bits(test.x, labels)
+    return out
+
+
+def prior_score_line(metrics: dict[str, Any]) -> str:
+    """The prior's held-out score in words, as the commands print it."""
+    entropy = f"unigram entropy of the test codes {metrics['test_unigram_entropy_bits']:.3f}"
+    if "test_nll_bits" in metrics:
+        return (
+            f"test NLL {metrics['test_nll_bits']:.3f} bits/code; {entropy} bits/code "
+            f"({100 * metrics['reduction_vs_unigram']:.1f}% lower)"
+        )
+    return (
+        f"masked-code cross-entropy {metrics['test_masked_ce_bits']:.3f} bits "
+        f"(not a likelihood: this prior has none); {entropy} bits/code"
+    )
 
 
 # =========================================================================== stage 4: samples
@@ -306,6 +349,52 @@ def samples_record(
         "temperature": temperature,
         "top_k": top_k,
     }
+
+
+def fid_against_steps(
+    prior_dir: str | os.PathLike,
+    vqvae_dir: str | os.PathLike,
+    test: Split,
+    features: DomainFeatures,
+    steps: tuple[int, ...] = (4, 8, 16),
+    n: int = 10_000,
+    seed: int = 0,
+    k: int = 3,
+    batch_size: int = 500,
+    progress: bool = False,
+) -> dict[int, dict[str, float]]:
+    """FID, precision and recall of a MaskGIT prior's images at each number of sampling steps.
+
+    For every entry of ``steps``: ``n`` images drawn from the same seed (the prior in
+    ``prior_dir`` decoded by the VQ-VAE in ``vqvae_dir``), scored against ``n`` images
+    of ``test`` (the first n) on the domain ``features``; also the seconds the drawing
+    took. Returns {steps: {"fid", "precision", "recall", "seconds"}}.
+    """
+    prior_matches_vqvae(prior_dir, vqvae_dir)
+    prior, vqvae = load_prior(prior_dir), load(vqvae_dir, family="vqvae")
+    if not isinstance(prior, MaskGITPrior):
+        raise UserError(f"{prior_dir}: not a maskgit prior; only a masked prior has sampling steps")
+    real = features.embed(test.x[:n], progress=progress, desc="features (test)")
+    out: dict[int, dict[str, float]] = {}
+    for s in steps:
+        t0 = time.perf_counter()
+        images = draw_samples(
+            lambda m, g, s=s: sample_with(prior, vqvae, m, generator=g, steps=s),
+            n,
+            seed,
+            batch_size,
+            progress,
+        )
+        seconds = time.perf_counter() - t0
+        fake = features.embed(images, progress=progress, desc=f"features ({s} steps)")
+        precision, recall = precision_recall(real, fake, k=k)
+        out[s] = {
+            "fid": frechet_distance(real, fake),
+            "precision": precision,
+            "recall": recall,
+            "seconds": seconds,
+        }
+    return out
 
 
 # =========================================================================== all four

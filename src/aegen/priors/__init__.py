@@ -1,1 +1,2 @@
-"""Autoregressive priors over VQ-VAE code grids: pixelcnn, pixelrnn, transformer (kind "prior")."""
+"""Priors over VQ-VAE code grids (kind "prior"): the autoregressive pixelcnn, pixelrnn and
+transformer, and the parallel, masked maskgit."""

@@ -32,7 +32,7 @@ from ..config import bounded
 from ..data.loader import Batch
 from ..errors import UserError
 
-__all__ = ["Prior", "PriorConfig", "draw"]
+__all__ = ["CodePrior", "Prior", "PriorConfig", "check_sampling", "draw"]
 
 LN2 = math.log(2.0)
 
@@ -68,8 +68,17 @@ def draw(
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=logits.shape[1] - 1)
 
 
-class Prior(nn.Module):
-    """Base class of the autoregressive priors (see the module docstring)."""
+def check_sampling(temperature: float, top_k: int | None) -> None:
+    """Refuse a temperature or top-k that sampling cannot use, with one line."""
+    if temperature <= 0:
+        raise UserError(f"temperature must be positive, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise UserError(f"top-k must be at least 1, got {top_k}")
+
+
+class CodePrior(nn.Module):
+    """What every prior over code grids shares, autoregressive or not: the grid, the
+    labels it is trained and sampled with, and ``family = "prior"``."""
 
     family: ClassVar[str] = "prior"
     registry_name: ClassVar[str]
@@ -86,6 +95,32 @@ class Prior(nn.Module):
     def conditional(self) -> bool:
         return self.config.num_classes > 0
 
+    def _labels(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        if not self.conditional:
+            return None
+        if y is None:
+            raise ValueError("a class-conditional prior needs labels")
+        return y.long()
+
+    def _sample_labels(
+        self, n: int, label: int | torch.Tensor | None, generator: torch.Generator | None
+    ) -> torch.Tensor | None:
+        if not self.conditional:
+            if label is not None:
+                raise UserError("this prior was trained without labels; leave out the label")
+            return None
+        c = self.config.num_classes
+        if label is None:  # a uniformly random class per image
+            return torch.randint(c, (n,), generator=generator)
+        y = torch.as_tensor(label, dtype=torch.long).expand(n).clone()
+        if int(y.min()) < 0 or int(y.max()) >= c:
+            raise UserError(f"label {int(y.max())} is not a class of this prior (0..{c - 1})")
+        return y
+
+
+class Prior(CodePrior):
+    """Base class of the autoregressive priors (see the module docstring)."""
+
     # ------------------------------------------------------------------ the model
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
@@ -98,13 +133,6 @@ class Prior(nn.Module):
 
     def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.logits_from(self.embed(codes), y)
-
-    def _labels(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
-        if not self.conditional:
-            return None
-        if y is None:
-            raise ValueError("a class-conditional prior needs labels")
-        return y.long()
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, Any]]:
         """Cross-entropy in nats per code (mean over codes and batch); logs ``nll_bits``."""
@@ -146,21 +174,6 @@ class Prior(nn.Module):
         codes = flat.view(-1, *self.grid)
         return self(codes, y).flatten(2)[:, :, t]
 
-    def _sample_labels(
-        self, n: int, label: int | torch.Tensor | None, generator: torch.Generator | None
-    ) -> torch.Tensor | None:
-        if not self.conditional:
-            if label is not None:
-                raise UserError("this prior was trained without labels; leave out the label")
-            return None
-        c = self.config.num_classes
-        if label is None:  # a uniformly random class per image
-            return torch.randint(c, (n,), generator=generator)
-        y = torch.as_tensor(label, dtype=torch.long).expand(n).clone()
-        if int(y.min()) < 0 or int(y.max()) >= c:
-            raise UserError(f"label {int(y.max())} is not a class of this prior (0..{c - 1})")
-        return y
-
     @torch.no_grad()
     def sample(
         self,
@@ -177,10 +190,7 @@ class Prior(nn.Module):
         classes uniformly. ``use_cache=False`` recomputes every step from the codes
         so far (the reference the cache is tested against).
         """
-        if temperature <= 0:
-            raise UserError(f"temperature must be positive, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise UserError(f"top-k must be at least 1, got {top_k}")
+        check_sampling(temperature, top_k)
         was = self.training
         self.eval()
         y = self._sample_labels(n, label, generator)

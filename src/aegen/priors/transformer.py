@@ -23,7 +23,7 @@ from ..config import bounded, check
 from ..registry import register
 from .base import Prior, PriorConfig
 
-__all__ = ["TransformerPrior", "TransformerPriorConfig"]
+__all__ = ["Block", "TransformerPrior", "TransformerPriorConfig"]
 
 
 @dataclass
@@ -44,11 +44,16 @@ class TransformerPriorConfig(PriorConfig):
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x)).
 
-    def __init__(self, d: int, heads: int, mlp_ratio: int, dropout: float):
+    ``causal=False`` lets every position attend to every other (the MaskGIT prior's
+    bidirectional blocks); ``step`` and its cache are for causal blocks only.
+    """
+
+    def __init__(self, d: int, heads: int, mlp_ratio: int, dropout: float, causal: bool = True):
         super().__init__()
         self.heads = heads
+        self.causal = causal
         self.ln1 = nn.LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
@@ -71,7 +76,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self._qkv(x)
-        return self._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+        return self._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=self.causal))
 
     def step(self, x: torch.Tensor, t: int, cache: tuple[torch.Tensor, torch.Tensor]):
         """One new token ``x`` (n, 1, d) at position t; its key and value go into ``cache``."""
