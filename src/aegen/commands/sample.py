@@ -17,6 +17,7 @@ import torch
 from ..errors import UserError
 from ..models.abilities import Samples
 from ..models.m2 import M2, style_grid
+from ..registry import available, entry
 from ..viz import save_grid
 from ._common import load_model, output_file
 from .argtypes import nonneg_float, nonneg_int, positive_float, positive_int
@@ -73,6 +74,11 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def samplers() -> list[str]:
+    """Registered models whose class samples (priors sample through ``aegen generate``)."""
+    return [n for n in available("model") if callable(getattr(entry(n).cls, "sample", None))]
+
+
 def sample_kwargs(model: torch.nn.Module, args: argparse.Namespace) -> dict:
     """The given sampling flags as keyword arguments of ``model.sample``; a flag it lacks is an error."""
     accepted = inspect.signature(model.sample).parameters
@@ -95,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(model, Samples) or model.family == "prior":
         raise UserError(
             f"{args.run_dir}: is a {model.family} run ({model.registry_name}), which does not "
-            "sample images here; sample needs a generative run (vae, diffusion, …); "
-            "a prior's images come from 'aegen generate'"
+            f"sample images here; sample needs a run of {', '.join(samplers())} "
+            "(a prior's images come from 'aegen generate')"
         )
     n_classes = getattr(model.config, "num_classes", None)
     if args.label is not None and n_classes and args.label >= n_classes:

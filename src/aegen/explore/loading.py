@@ -26,6 +26,7 @@ import torch
 from ..checkpoint import CONFIG, MODEL, load, load_config, weights_hash
 from ..data.datasets import Dataset
 from ..errors import CheckpointError, UserError
+from ..priors.base import Prior
 from .latent import LatentPage
 from .pages import Page
 from .sampling import PriorPage
@@ -148,6 +149,12 @@ def open_runs(
                 f"(weights {want[:12]}…); name its run directory too"
             )
         prior, vq = load(d, family="prior"), vq_pages[want]
+        if not isinstance(prior, Prior):  # the page draws codes one at a time in raster order
+            raise UserError(
+                f"{d}: a {prior.registry_name} prior fills its grid in parallel, not in raster "
+                "order; the explorer's prior page needs an autoregressive prior "
+                "(pixelcnn, pixelrnn, transformer)"
+            )
         c = prior.config
         if c.num_codes != vq.num_codes or (c.height, c.width) != vq.grid:
             raise UserError(f"{d}: the prior's grid does not match its VQ-VAE's")
