@@ -9,7 +9,7 @@ signature, in one place::
 
 ``isinstance`` on a runtime-checkable Protocol checks that the methods exist, not
 their signatures; the signatures below are the contract, and
-``tests/test_generative_contract.py`` checks it for every registered model.
+``tests/models/test_generative_contract.py`` checks it for every registered model.
 """
 
 from __future__ import annotations
