@@ -60,7 +60,7 @@ from .checkpoint import (
     weights_hash,
     write_config,
 )
-from .config import TrainConfig, bounded, check, check_bounds, from_dict, to_dict
+from .config import TrainConfig, bounded, check_bounds, from_dict, to_dict
 from .data.augment import shift_flip, strong_view
 from .data.datasets import Dataset, Split
 from .data.labeled import labeled_indices
@@ -108,18 +108,18 @@ class ClassifyConfig:
 
     mode: Mode = "probe"
     head: Literal["linear", "mlp"] = "linear"
-    hidden: int = 256  # width of the MLP head's hidden layer
-    dropout: float = 0.2  # before the MLP head's last layer
-    labels: float = 1.0  # fraction of the training split that keeps its labels, in (0, 1]
-    seed: int = 0  # picks the labeled subset, the initialisation and the data order
-    epochs: int = 8
-    min_steps: int = 500
-    batch_size: int = 128
-    lr: float | None = None  # None: 1e-2 for a probe (only a head learns), 1e-3 otherwise
-    weight_decay: float = 0.0
-    recon_weight: float = 1.0  # joint: weight of the reconstruction loss on all images
-    recon_batch: int = 32  # joint: images per step for that loss (the decoder is costly)
-    head_steps: int = 300  # finetune, scratch, joint, consistency: train the head alone first
+    hidden: int = bounded(256, ge=1)  # width of the MLP head's hidden layer
+    dropout: float = bounded(0.2, ge=0, lt=1)  # before the MLP head's last layer
+    labels: float = bounded(1.0, gt=0, le=1)  # fraction of the training split that keeps its labels, in (0, 1]
+    seed: int = bounded(0, ge=0)  # picks the labeled subset, the initialisation and the data order
+    epochs: int = bounded(8, ge=1)
+    min_steps: int = bounded(500, ge=0)
+    batch_size: int = bounded(128, ge=1)
+    lr: float | None = bounded(None, gt=0)  # None: 1e-2 for a probe (only a head learns), 1e-3 otherwise
+    weight_decay: float = bounded(0.0, ge=0)
+    recon_weight: float = bounded(1.0, ge=0)  # joint: weight of the reconstruction loss on all images
+    recon_batch: int = bounded(32, ge=1)  # joint: images per step for that loss (the decoder is costly)
+    head_steps: int = bounded(300, ge=0)  # finetune, scratch, joint, consistency: train the head alone first
     # consistency and m2: unlabeled images per step, as a multiple μ of the labeled batch
     unlabeled_ratio: int = bounded(2, ge=1)
     # consistency: λ on the masked cross-entropy; m2: on the unlabeled −ELBO (0: labeled only)
@@ -128,20 +128,7 @@ class ClassifyConfig:
     alpha: float = bounded(50.0, ge=0)  # m2: weight of the labeled cross-entropy per image
     amp: Literal["auto", "bf16", "off"] = "off"
     channels_last: bool = False
-
-    def validate(self) -> None:
-        check(0 < self.labels <= 1, f"labels must be a fraction in (0, 1], got {self.labels}")
-        check(self.hidden >= 1, f"hidden must be at least 1, got {self.hidden}")
-        check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
-        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
-        check(self.min_steps >= 0, f"min_steps must be >= 0, got {self.min_steps}")
-        check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
-        check(self.lr is None or self.lr > 0, f"lr must be positive, got {self.lr}")
-        check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
-        check(self.head_steps >= 0, f"head_steps must be >= 0, got {self.head_steps}")
-        check(self.recon_batch >= 1, f"recon_batch must be at least 1, got {self.recon_batch}")
-        check(self.recon_weight >= 0, f"recon_weight must be >= 0, got {self.recon_weight}")
+    # every rule is a bound on one field (config.bounded), checked by check_bounds
 
 
 # --------------------------------------------------------------------------- encoders
@@ -355,7 +342,6 @@ def train_classifier(
     metrics.csv there.
     """
     check_bounds(cfg)
-    cfg.validate()
     t0, cpu0 = time.perf_counter(), time.process_time()
     labeled_idx = labeled_indices(data.train.y, cfg.labels, cfg.seed, data.num_classes)
     n_labeled = labeled_idx.shape[0]
