@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
@@ -11,7 +10,6 @@ from conftest import assert_user_error
 
 import aegen
 from aegen.classify import ClassifyConfig, load_classifier, load_encoder_model, train_classifier
-from aegen.data.labeled import labeled_indices, labeled_split
 from aegen.data.loader import Batch, to_float
 from aegen.eval.classify import accuracy, confusion_matrix, predict
 from aegen.models.classifier import encoder_parameters
@@ -45,60 +43,7 @@ def _same(a: dict, b: dict, keys=None) -> bool:
 # --------------------------------------------------------------------------- labeled subsets
 
 
-def _hashes(x: torch.Tensor) -> set[str]:
-    return {hashlib.sha1(img.numpy().tobytes()).hexdigest() for img in x}
-
-
-def test_labeled_subset_is_balanced_reproducible_nested(synthetic):
-    y = synthetic.train.y
-    a = labeled_indices(y, 0.05, seed=3, num_classes=10)
-    counts = torch.bincount(y[a], minlength=10)
-    per_class = round(0.05 * len(y) / 10)
-    assert counts.tolist() == [per_class] * 10
-    assert torch.equal(a, labeled_indices(y, 0.05, seed=3, num_classes=10))  # reproducible
-    assert not torch.equal(a, labeled_indices(y, 0.05, seed=4, num_classes=10))
-    assert a.unique().numel() == a.numel()
-    bigger = labeled_indices(y, 0.2, seed=3, num_classes=10)
-    assert set(a.tolist()) <= set(bigger.tolist())  # nested across fractions
-    assert torch.equal(labeled_indices(y, 1.0, seed=3, num_classes=10), torch.arange(len(y)))
-
-
-def test_labeled_subset_is_disjoint_from_validation(synthetic):
-    labeled = labeled_split(synthetic, 0.2, seed=0)
-    assert len(labeled) == 2 * round(0.2 * len(synthetic.train) / 10) * 5
-    assert _hashes(labeled.x).isdisjoint(_hashes(synthetic.val.x))
-    assert _hashes(labeled.x) <= _hashes(synthetic.train.x)
-
-
-@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
-def test_labeled_fraction_outside_unit_interval_is_refused(synthetic, bad):
-    with pytest.raises(aegen.ConfigError, match="fraction"):
-        labeled_indices(synthetic.train.y, bad, 0, 10)
-
-
 # --------------------------------------------------------------------------- pieces
-
-
-def test_confusion_matrix_matches_a_loop():
-    g = torch.Generator().manual_seed(0)
-    y = torch.randint(0, 4, (300,), generator=g)
-    pred = torch.where(
-        torch.rand(300, generator=g) < 0.6, y, torch.randint(0, 4, (300,), generator=g)
-    )
-    cm = confusion_matrix(pred, y, 4)
-    ref = torch.zeros(4, 4, dtype=torch.long)
-    for t, p in zip(y.tolist(), pred.tolist(), strict=True):
-        ref[t, p] += 1
-    assert torch.equal(cm, ref)
-    assert accuracy(cm) == pytest.approx((pred == y).float().mean().item())
-
-
-@pytest.mark.parametrize("name", ["ae-mlp", "ae-conv"])
-def test_encoder_parameters_are_what_features_use(name):
-    model = aegen.build_model(name)
-    found = {id(p) for p in encoder_parameters(model)}
-    encoder = {id(p) for p in model.encoder.parameters()}
-    assert found == encoder  # the decoder is excluded, the whole encoder included
 
 
 # --------------------------------------------------------------------------- modes

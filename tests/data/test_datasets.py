@@ -9,7 +9,6 @@ import torch
 import aegen
 from aegen.data.datasets import download_mnist, load_idx_dir, make_synthetic
 from aegen.data.idx import write_idx
-from aegen.data.loader import epoch_batches, to_float
 from aegen.errors import DataError
 
 
@@ -125,20 +124,3 @@ def test_download_refuses_a_wrong_checksum(tmp_path, mirror):
     with pytest.raises(DataError, match="does not match"):
         download_mnist(tmp_path / "cache", mirrors=[url], checksums=bad)
     assert not any((tmp_path / "cache").iterdir())  # nothing half-downloaded left behind
-
-
-def test_epoch_batches_cover_each_index_once_and_shard():
-    full = torch.cat(epoch_batches(103, 10, seed=1, epoch=2))
-    assert full.numel() == 100 and full.unique().numel() == 100
-    assert torch.equal(torch.cat(epoch_batches(103, 10, 1, 2)), full)
-    assert not torch.equal(torch.cat(epoch_batches(103, 10, 1, 3)), full)
-    r0 = epoch_batches(103, 10, 1, 2, rank=0, world=2)
-    r1 = epoch_batches(103, 10, 1, 2, rank=1, world=2)
-    for a, b, g in zip(r0, r1, epoch_batches(103, 10, 1, 2), strict=True):
-        assert sorted(torch.cat([a, b]).tolist()) == sorted(g.tolist())
-
-
-def test_to_float():
-    x = torch.tensor([[[0, 255]]], dtype=torch.uint8)
-    f = to_float(x)
-    assert f.shape == (1, 1, 1, 2) and f.dtype == torch.float32 and f.max() == 1.0

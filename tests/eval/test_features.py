@@ -11,7 +11,7 @@ import aegen
 from aegen.checkpoint import save_model, weights_hash
 from aegen.data.loader import to_float
 from aegen.errors import CheckpointError
-from aegen.eval.features import FeatureNet, FeatureNetConfig, load_features, train_features
+from aegen.eval.features import FeatureNet, load_features, train_features
 from aegen.eval.metrics import frechet_distance
 
 
@@ -87,14 +87,6 @@ def test_a_batch_larger_than_the_data_is_refused_before_anything_is_written(
     with pytest.raises(aegen.UserError, match="larger than the 1000 training examples"):
         train_features(small_synthetic, out, epochs=1, train_overrides=big, progress=False)
     assert not out.exists()
-
-
-def test_feature_net_config_is_checked():
-    with pytest.raises(aegen.ConfigError, match="feature_dim"):
-        aegen.build_model("feature-cnn", feature_dim=1)
-    assert "feature-cnn" not in aegen.available("model")  # not an autoencoder
-    assert isinstance(aegen.build_model("feature-cnn", channels=(4, 8)), FeatureNet)
-    assert FeatureNetConfig().feature_dim == 128
 
 
 def test_features_cli(cli, tmp_path):
