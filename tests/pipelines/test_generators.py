@@ -24,16 +24,23 @@ def test_a_family_like_the_data_is_captioned_sharp_and_covering():
     assert "collapse" not in text and "blur" not in text and "speckle" not in text
 
 
-def test_low_recall_or_class_entropy_is_mode_collapse_naming_the_rare_classes():
+def test_missing_classes_are_mode_collapse_and_low_recall_alone_is_narrow():
     names = [f"c{i}" for i in range(10)]
-    low_recall = {**GOOD, "recall": 0.39 * 1.0, "rare_classes": [3, 7]}  # below 0.5 × 0.8
-    assert caption(low_recall, REF, names).startswith("mode collapse: recall 0.39")
-    assert "rare or missing: c3, c7" in caption(low_recall, REF, names)
-    just_enough = {**GOOD, "recall": 0.41}
-    assert "collapse" not in caption(just_enough, REF)
-    narrow = {**GOOD, "entropy_nats": 0.79 * 2.3}
-    assert "mode collapse" in caption(narrow, REF)
-    assert "mode collapse" not in caption({**narrow, "entropy_nats": 0.81 * 2.3}, REF)
+    two_rare = {**GOOD, "rare_classes": [3, 7]}
+    assert caption(two_rare, REF, names).startswith("mode collapse: class entropy 2.25")
+    assert "rare or missing: c3, c7" in caption(two_rare, REF, names)
+    one_rare = {**GOOD, "rare_classes": [3]}
+    assert caption(one_rare, REF, names).startswith("covers the classes")
+    assert "rare or missing: c3" in caption(one_rare, REF, names)
+    flat = {**GOOD, "entropy_nats": 0.79 * 2.3}
+    assert caption(flat, REF).startswith("mode collapse")
+    assert "mode collapse" not in caption({**flat, "entropy_nats": 0.81 * 2.3}, REF)
+    # recall below half the data's with every class present: narrow, not collapsed
+    low_recall = {**GOOD, "recall": 0.39}  # below 0.5 × 0.8
+    assert caption(low_recall, REF).startswith("narrow: the classes are there")
+    assert "collapse" not in caption(low_recall, REF)
+    assert caption({**GOOD, "recall": 0.41}, REF).startswith("covers the classes")
+    assert caption({**low_recall, "rare_classes": [1, 2]}, REF).startswith("mode collapse")
 
 
 @pytest.mark.parametrize(
