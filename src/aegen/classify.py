@@ -64,7 +64,7 @@ from .config import TrainConfig, bounded, check_bounds, from_dict, to_dict
 from .data.augment import shift_flip, strong_view
 from .data.datasets import Dataset, Split
 from .data.labeled import labeled_indices
-from .data.loader import Batch, to_float
+from .data.loader import Batch, draw_images, float_like, to_float
 from .errors import CheckpointError
 from .eval.classify import accuracy, confusion_matrix, predict
 from .files import atomic_write_json
@@ -110,16 +110,26 @@ class ClassifyConfig:
     head: Literal["linear", "mlp"] = "linear"
     hidden: int = bounded(256, ge=1)  # width of the MLP head's hidden layer
     dropout: float = bounded(0.2, ge=0, lt=1)  # before the MLP head's last layer
-    labels: float = bounded(1.0, gt=0, le=1)  # fraction of the training split that keeps its labels, in (0, 1]
+    labels: float = bounded(
+        1.0, gt=0, le=1
+    )  # fraction of the training split that keeps its labels, in (0, 1]
     seed: int = bounded(0, ge=0)  # picks the labeled subset, the initialisation and the data order
     epochs: int = bounded(8, ge=1)
     min_steps: int = bounded(500, ge=0)
     batch_size: int = bounded(128, ge=1)
-    lr: float | None = bounded(None, gt=0)  # None: 1e-2 for a probe (only a head learns), 1e-3 otherwise
+    lr: float | None = bounded(
+        None, gt=0
+    )  # None: 1e-2 for a probe (only a head learns), 1e-3 otherwise
     weight_decay: float = bounded(0.0, ge=0)
-    recon_weight: float = bounded(1.0, ge=0)  # joint: weight of the reconstruction loss on all images
-    recon_batch: int = bounded(32, ge=1)  # joint: images per step for that loss (the decoder is costly)
-    head_steps: int = bounded(300, ge=0)  # finetune, scratch, joint, consistency: train the head alone first
+    recon_weight: float = bounded(
+        1.0, ge=0
+    )  # joint: weight of the reconstruction loss on all images
+    recon_batch: int = bounded(
+        32, ge=1
+    )  # joint: images per step for that loss (the decoder is costly)
+    head_steps: int = bounded(
+        300, ge=0
+    )  # finetune, scratch, joint, consistency: train the head alone first
     # consistency and m2: unlabeled images per step, as a multiple μ of the labeled batch
     unlabeled_ratio: int = bounded(2, ge=1)
     # consistency: λ on the masked cross-entropy; m2: on the unlabeled −ELBO (0: labeled only)
@@ -183,19 +193,6 @@ def encode_features(model: nn.Module, data: Dataset, amp: str = "off") -> Featur
     return FeatureSet(dataclasses.replace(data, train=splits[0], val=splits[1], test=splits[2]))
 
 
-def _draw_unlabeled(pool: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
-    """``n`` random uint8 images of ``pool`` (N, 28, 28), drawn with the global torch RNG."""
-    return pool[torch.randint(pool.shape[0], (n,))].to(like.device)
-
-
-def _float_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """uint8 images as float (B, 1, 28, 28) in the memory format of the batch ``like``."""
-    x = to_float(x)
-    if like.is_contiguous(memory_format=torch.channels_last):
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
 class ConsistencyLoss:
     """The ``consistency`` mode's loss for the Trainer (FixMatch, Sohn et al. 2020).
 
@@ -225,9 +222,9 @@ class ConsistencyLoss:
         loss, logs = clf.ce_loss(clf(shift_flip(batch.x, WEAK_SHIFT)), batch.y)
         if self.weight == 0:
             return loss, logs
-        u = _draw_unlabeled(self.unlabeled, self.ratio * batch.x.shape[0], batch.x)
-        weak = _float_like(shift_flip(u, WEAK_SHIFT), batch.x)
-        strong = _float_like(strong_view(u, STRONG_SHIFT), batch.x)
+        u = draw_images(self.unlabeled, self.ratio * batch.x.shape[0], batch.x)
+        weak = float_like(shift_flip(u, WEAK_SHIFT), batch.x)
+        strong = float_like(strong_view(u, STRONG_SHIFT), batch.x)
         with torch.no_grad():
             conf, pseudo = clf(weak).float().softmax(-1).max(-1)  # (μB,) each
         mask = (conf >= self.threshold).float()
@@ -252,8 +249,8 @@ class M2Loss:
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict]:
         if not self.model.training or self.model.config.unlabeled_weight == 0:
             return self.model.loss(batch)
-        u = _draw_unlabeled(self.unlabeled, self.ratio * batch.x.shape[0], batch.x)
-        x = torch.cat([batch.x, _float_like(u, batch.x)])
+        u = draw_images(self.unlabeled, self.ratio * batch.x.shape[0], batch.x)
+        x = torch.cat([batch.x, float_like(u, batch.x)])
         y = torch.cat(
             [batch.y, torch.full((u.shape[0],), -1, dtype=batch.y.dtype, device=x.device)]
         )

@@ -11,7 +11,15 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["Batch", "epoch_batches", "epoch_permutation", "num_batches", "to_float"]
+__all__ = [
+    "Batch",
+    "draw_images",
+    "epoch_batches",
+    "epoch_permutation",
+    "float_like",
+    "num_batches",
+    "to_float",
+]
 
 
 class Batch(NamedTuple):
@@ -30,6 +38,21 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     if x.dtype != torch.uint8:
         return x
     return x.unsqueeze(1).to(torch.float32).div_(255.0)
+
+
+def draw_images(pool: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
+    """``n`` random images of ``pool`` (uint8, (N, 28, 28)) on the device of the batch
+    ``like``, drawn with the global torch RNG (which the Trainer checkpoints, so a
+    resumed run draws the same ones)."""
+    return pool[torch.randint(pool.shape[0], (n,))].to(like.device)
+
+
+def float_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """uint8 images as float (B, 1, 28, 28) in the memory format of the batch ``like``."""
+    x = to_float(x)
+    if like.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:

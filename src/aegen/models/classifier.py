@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.loader import Batch, to_float
+from ..data.loader import Batch, draw_images, float_like
 from ..errors import UserError
 
 __all__ = ["HEADS", "Classifier", "encoder_parameters", "make_head"]
@@ -144,8 +144,5 @@ class Classifier(nn.Module):
         # from all training images, labeled or not
         if not self.training or self.unlabeled is None:
             return batch
-        idx = torch.randint(self.unlabeled.shape[0], (self.recon_batch,))
-        x = to_float(self.unlabeled[idx]).to(batch.x.device)
-        if batch.x.is_contiguous(memory_format=torch.channels_last):
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = float_like(draw_images(self.unlabeled, self.recon_batch, batch.x), batch.x)
         return Batch(x, torch.full((x.shape[0],), -1, dtype=torch.long))
