@@ -110,26 +110,21 @@ class ClassifyConfig:
     head: Literal["linear", "mlp"] = "linear"
     hidden: int = bounded(256, ge=1)  # width of the MLP head's hidden layer
     dropout: float = bounded(0.2, ge=0, lt=1)  # before the MLP head's last layer
-    labels: float = bounded(
-        1.0, gt=0, le=1
-    )  # fraction of the training split that keeps its labels, in (0, 1]
+    # fraction of the training split that keeps its labels, in (0, 1]
+    labels: float = bounded(1.0, gt=0, le=1)
     seed: int = bounded(0, ge=0)  # picks the labeled subset, the initialisation and the data order
     epochs: int = bounded(8, ge=1)
     min_steps: int = bounded(500, ge=0)
     batch_size: int = bounded(128, ge=1)
-    lr: float | None = bounded(
-        None, gt=0
-    )  # None: 1e-2 for a probe (only a head learns), 1e-3 otherwise
+    # None: 1e-2 for a probe (only a head learns), 1e-3 otherwise
+    lr: float | None = bounded(None, gt=0)
     weight_decay: float = bounded(0.0, ge=0)
-    recon_weight: float = bounded(
-        1.0, ge=0
-    )  # joint: weight of the reconstruction loss on all images
-    recon_batch: int = bounded(
-        32, ge=1
-    )  # joint: images per step for that loss (the decoder is costly)
-    head_steps: int = bounded(
-        300, ge=0
-    )  # finetune, scratch, joint, consistency: train the head alone first
+    # joint: weight of the reconstruction loss on all images
+    recon_weight: float = bounded(1.0, ge=0)
+    # joint: images per step for that loss (the decoder is costly)
+    recon_batch: int = bounded(32, ge=1)
+    # finetune, scratch, joint, consistency: train the head alone first
+    head_steps: int = bounded(300, ge=0)
     # consistency and m2: unlabeled images per step, as a multiple μ of the labeled batch
     unlabeled_ratio: int = bounded(2, ge=1)
     # consistency: λ on the masked cross-entropy; m2: on the unlabeled −ELBO (0: labeled only)
