@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import assert_user_error, run_cli_subprocess
 
+from aegen import threads
 from aegen.errors import UserError
 from aegen.threads import cgroup_quota, choose_threads, idle_cores, parse_cpu_max
 
@@ -66,6 +67,47 @@ def test_cpu_times_give_the_idle_cores():
     assert idle_cores(before, after, {0, 1}) == pytest.approx(1.0)
     assert idle_cores(before, after, {0, 1, 2}) == pytest.approx(2.0)
     assert idle_cores(before, after, {0, 3}) is None  # a CPU /proc/stat does not list
+    # the cores this process kept busy itself count as free of other work, at most all
+    assert idle_cores(before, after, {0, 1}, own_cores=0.75) == pytest.approx(1.75)
+    assert idle_cores(before, after, {0, 1}, own_cores=1.5) == pytest.approx(2.0)
+
+
+def _reading_over(monkeypatch, cpu1_idle: int, own_seconds: float, wall: float = 2.0):
+    """A reading over ``wall`` seconds (100 ticks a second per core): cpu0 busy all along,
+    cpu1 idle for ``cpu1_idle`` ticks; this process used ``own_seconds`` of CPU."""
+    ticks = int(100 * wall)
+    samples = iter([{0: (0, 0), 1: (0, 0)}, {0: (0, ticks), 1: (cpu1_idle, ticks)}])
+    own = iter([10.0, 10.0 + own_seconds])
+    clock = iter([50.0, 50.0 + wall, 50.0 + wall])
+    monkeypatch.setattr(threads, "read_cpu_times", lambda *a: next(samples))
+    monkeypatch.setattr(threads, "own_cpu_seconds", lambda: next(own))
+    monkeypatch.setattr(threads.time, "monotonic", lambda: next(clock))
+    return threads.finish_reading(threads.start_reading({0, 1}))
+
+
+def test_the_busy_cores_are_read_over_the_start_not_an_instant(monkeypatch):
+    # cpu0 was this process importing torch; another process flickered on cpu1 for 0.1 s:
+    # nearly two cores are free of other work, so the run gets both
+    idle = _reading_over(monkeypatch, cpu1_idle=190, own_seconds=2.0)
+    assert idle == pytest.approx(1.95) and choose_threads(2, None, idle) == (2, 2)
+    # another process busy on cpu1 the whole time: one core is free
+    idle = _reading_over(monkeypatch, cpu1_idle=0, own_seconds=2.0)
+    assert idle == pytest.approx(1.0) and choose_threads(2, None, idle) == (1, 2)
+
+
+def test_a_process_busy_beside_the_start_leaves_one_thread():
+    cpus = sorted(os.sched_getaffinity(0))
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(busy.pid, {cpus[-1]})
+        got = _machine()  # the machine's own choice
+    finally:
+        busy.kill()
+        busy.wait()
+    assert got["choice"]["source"] == "machine"
+    assert got["torch_num_threads"] <= max(1, len(cpus) - 1)
+    if len(cpus) > 1:  # one core has nothing to choose and is not read
+        assert got["choice"]["idle"] < len(cpus) - 0.5
 
 
 def test_cgroup_quotas_v2_and_v1(tmp_path):

@@ -11,9 +11,13 @@ The count itself is chosen by :func:`choose_threads`, a pure function of
 
 - the cores this process may run on (``os.sched_getaffinity``),
 - the cgroup CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``),
-- how busy those cores are: ``/proc/stat`` sampled twice, 50 ms apart, read as the
-  number of the allowed cores that sat idle (this process sleeps meanwhile, so it
-  counts nothing of its own).
+- how busy those cores are with other work: ``/proc/stat`` read when the command
+  starts and again once torch is imported (about two seconds later, at least
+  :data:`MIN_WINDOW` apart), as the number of the allowed cores that sat idle plus
+  the cores this process itself kept busy meanwhile (its own CPU time, from
+  ``os.times``). A window that long averages over a process that only flickers by;
+  a 50 ms one (5 ticks of the kernel's clock per core) once pinned a 21-minute run
+  to one thread because something else was starting at that moment.
 
 On an idle machine without a quota it is every allowed core, which is what torch
 does by default. ``--threads N`` or ``AEGEN_THREADS=N`` override it. Nothing here
@@ -25,14 +29,14 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .errors import UserError
 
 THREADS_ENV = "AEGEN_THREADS"
 WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
-SAMPLE_SECONDS = 0.05
+MIN_WINDOW = 0.5  # seconds: the shortest stretch the busy cores are read over
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,14 @@ def read_cpu_times(path: str = "/proc/stat") -> dict[int, tuple[int, int]]:
 
 
 def idle_cores(
-    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], cpus: set[int]
+    before: dict[int, tuple[int, int]],
+    after: dict[int, tuple[int, int]],
+    cpus: set[int],
+    own_cores: float = 0.0,
 ) -> float | None:
-    """How many of ``cpus`` were idle between two :func:`read_cpu_times` samples."""
+    """How many of ``cpus`` were free of other work between two :func:`read_cpu_times`
+    samples: the idle ones, plus ``own_cores`` (the cores this process kept busy
+    meanwhile, which would be free without it), at most ``len(cpus)``."""
     idle = 0.0
     for c in cpus:
         if c not in before or c not in after:
@@ -117,7 +126,13 @@ def idle_cores(
         if d_total <= 0:
             return None
         idle += (after[c][0] - before[c][0]) / d_total
-    return idle
+    return min(float(len(cpus)), idle + max(0.0, own_cores))
+
+
+def own_cpu_seconds() -> float:
+    """User and system CPU seconds of this process so far (every thread)."""
+    t = os.times()
+    return t.user + t.system
 
 
 def choose_threads(
@@ -161,8 +176,35 @@ def _requested(flag: int | None) -> tuple[int | None, str]:
         raise UserError(f"{THREADS_ENV}={text!r} is not a whole number") from None
 
 
-def measure_choice(flag: int | None = None) -> ThreadChoice:
-    """Read the machine (affinity, quota, 50 ms of /proc/stat) and choose."""
+@dataclass
+class _Reading:
+    """The first half of a measurement: what the cores had done when the command started."""
+
+    cpus: set[int]
+    cpu_times: dict[int, tuple[int, int]]
+    own: float
+    wall: float
+
+
+def start_reading(cpus: set[int]) -> _Reading:
+    return _Reading(cpus, read_cpu_times(), own_cpu_seconds(), time.monotonic())
+
+
+def finish_reading(r: _Reading, min_window: float = MIN_WINDOW) -> float | None:
+    """Idle cores among ``r.cpus`` since :func:`start_reading` (waiting, without
+    working, until ``min_window`` seconds have passed)."""
+    wait = min_window - (time.monotonic() - r.wall)
+    if wait > 0:
+        time.sleep(wait)
+    after, own, wall = read_cpu_times(), own_cpu_seconds(), time.monotonic()
+    return idle_cores(r.cpu_times, after, r.cpus, (own - r.own) / max(wall - r.wall, 1e-9))
+
+
+def measure_choice(flag: int | None = None, finish: bool = True) -> ThreadChoice:
+    """Read the machine (affinity, quota, the cores' busy time) and choose. With
+    ``finish=False`` the busy time is only started: :func:`apply` completes the
+    choice once torch is imported (the import is the measurement window)."""
+    global _reading
     requested, source = _requested(flag)
     omp = os.environ.get("OMP_NUM_THREADS", "").strip()
     if requested is None and omp.isdigit() and int(omp) > 0:
@@ -170,22 +212,36 @@ def measure_choice(flag: int | None = None) -> ThreadChoice:
         requested, source = int(omp), "OMP_NUM_THREADS"
     cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
     affinity = len(cpus) or os.cpu_count() or 1
-    idle = None
-    if requested is None and len(cpus) > 1:
-        before = read_cpu_times()
-        time.sleep(SAMPLE_SECONDS)
-        idle = idle_cores(before, read_cpu_times(), cpus)
     quota = cgroup_quota()
     if source == "OMP_NUM_THREADS":
         threads, allowed = requested, choose_threads(affinity, quota, None)[1]
     else:
-        threads, allowed = choose_threads(affinity, quota, idle, requested)
+        threads, allowed = choose_threads(affinity, quota, None, requested)
     policy = os.environ.get(WAIT_POLICY_ENV) or (
         f"GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}" if "GOMP_SPINCOUNT" in os.environ else ""
     )
-    return ThreadChoice(threads, source, allowed, idle, policy or "libgomp default")
+    choice = ThreadChoice(threads, source, allowed, None, policy or "libgomp default")
+    _reading = None
+    if requested is None and len(cpus) > 1 and allowed > 1:
+        _reading = start_reading(cpus)
+        if finish:
+            choice = complete(choice)
+    return choice
 
 
+def complete(choice: ThreadChoice) -> ThreadChoice:
+    """The machine's choice once the busy time started by :func:`measure_choice` is read."""
+    global _reading
+    if _reading is None or choice.source != "machine":
+        return choice
+    idle = finish_reading(_reading)
+    _reading = None
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else choice.allowed
+    threads, _ = choose_threads(min(affinity, choice.allowed), None, idle)
+    return replace(choice, threads=threads, idle=idle)
+
+
+_reading: _Reading | None = None
 _current: ThreadChoice | None = None
 _flush: bool | None = None
 _omp_early: bool | None = None
@@ -202,7 +258,7 @@ def prepare_process(flag: int | None = None, passive: bool = True) -> ThreadChoi
     _omp_early = openmp_loaded()
     if passive and "GOMP_SPINCOUNT" not in os.environ:  # a user's own spin count wins
         os.environ.setdefault(WAIT_POLICY_ENV, "PASSIVE")
-    _current = measure_choice(flag)
+    _current = measure_choice(flag, finish=False)  # apply() reads the cores' busy time
     return _current
 
 
@@ -217,15 +273,22 @@ def record_flush(on: bool) -> None:
     _flush = on
 
 
-def apply(choice: ThreadChoice) -> None:
-    """Tell torch the count, before its first parallel work. On an idle machine with
-    every allowed core chosen, torch keeps its own default (today's behaviour)."""
+def apply(choice: ThreadChoice) -> ThreadChoice:
+    """Complete the machine's choice (the busy time read over torch's import) and tell
+    torch the count, before its first parallel work. On an idle machine with every
+    allowed core chosen, torch keeps its own default (today's behaviour)."""
+    global _current
     import torch
 
+    choice = complete(choice)
+    if _current is not None:
+        _current = choice
+
     if choice.source == "machine" and choice.threads >= choice.allowed:
-        return
+        return choice
     if torch.get_num_threads() != choice.threads:
         torch.set_num_threads(choice.threads)
+    return choice
 
 
 def process_record() -> dict | None:
