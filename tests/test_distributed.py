@@ -1,12 +1,14 @@
 """Data-parallel training with torchrun (gloo on CPU): equal to one process, resumable, fails cleanly."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import assert_user_error, run_cli_subprocess
 from safetensors.torch import load_file
@@ -25,36 +27,35 @@ def _max_diff(a, b):
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
-def test_two_processes_match_one(tmp_path):
-    one = run_cli_subprocess("train", "ae-mlp", "--out", tmp_path / "one", "--epochs", "2", *ARGS)
+# one 3-epoch run of each kind, shared: the comparison, the kill-and-resume and the
+# refused resume all need a finished two-process run (each run starts 3 processes)
+EPOCHS = ["--epochs", "3", "--set", "train.ckpt_every=2"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    one = run_cli_subprocess("train", "ae-mlp", "--out", tmp / "one", *EPOCHS, *ARGS)
     two = run_cli_subprocess(
-        "train", "ae-mlp", "--out", tmp_path / "two", "--epochs", "2", "--nproc", "2", *ARGS
+        "train", "ae-mlp", "--out", tmp / "two", *EPOCHS, "--nproc", "2", *ARGS
     )
     assert one.code == 0 and two.code == 0, two.err
-    assert _max_diff(_weights(tmp_path / "one"), _weights(tmp_path / "two")) < 1e-5
+    return tmp / "one", tmp / "two"
+
+
+def test_two_processes_match_one(runs):
+    one, two = runs
+    assert _max_diff(_weights(one), _weights(two)) < 1e-5
     # one writer: the same files as a one-process run, one metrics file with one row per epoch
     files = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())  # noqa: E731
-    assert files(tmp_path / "two") == files(tmp_path / "one")
-    rows = (tmp_path / "two" / "metrics.csv").read_text().strip().splitlines()
-    assert len(rows) == 3
-    assert read_train_state(tmp_path / "two")["world"] == 2
+    assert files(two) == files(one)
+    rows = (two / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 4
+    assert read_train_state(two)["world"] == 2
 
 
-def test_killed_two_process_run_resumes_exactly(tmp_path):
-    common = [
-        "train",
-        "ae-mlp",
-        "--epochs",
-        "3",
-        "--nproc",
-        "2",
-        "--set",
-        "train.ckpt_every=2",
-        *ARGS,
-    ]
-    full = run_cli_subprocess(*common, "--out", tmp_path / "full")
-    assert full.code == 0, full.err
-
+def test_killed_two_process_run_resumes_exactly(runs, tmp_path):
+    common = ["train", "ae-mlp", *EPOCHS, "--nproc", "2", *ARGS]
     cut = tmp_path / "cut"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     p = subprocess.Popen(
@@ -80,16 +81,14 @@ def test_killed_two_process_run_resumes_exactly(tmp_path):
         "train", "ae-mlp", "--out", cut, "--resume", "--nproc", "2", "--quiet"
     )
     assert resumed.code == 0, resumed.err
-    a, b = _weights(tmp_path / "full"), _weights(cut)
+    a, b = _weights(runs[1]), _weights(cut)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_with_another_process_count_is_refused(tmp_path):
-    r = run_cli_subprocess(
-        "train", "ae-mlp", "--out", tmp_path / "r", "--epochs", "1", "--nproc", "2", *ARGS
-    )
-    assert r.code == 0, r.err
-    r = run_cli_subprocess("train", "ae-mlp", "--out", tmp_path / "r", "--resume", "--quiet")
+def test_resume_with_another_process_count_is_refused(runs, tmp_path):
+    run = tmp_path / "r"
+    shutil.copytree(runs[1], run)
+    r = run_cli_subprocess("train", "ae-mlp", "--out", run, "--resume", "--quiet")
     assert_user_error(r, "2 process")
 
 

@@ -202,3 +202,40 @@ def test_the_busy_loop_spins_on_its_one_core():
     finally:
         p.kill()
         p.wait()
+
+
+def test_whole_process_case_times_both_processes_start_to_exit():
+    from aegen.bench.whole_process import whole_process_case
+
+    c = whole_process_case("ae-mlp", "synthetic", epochs=1, limit=256, rounds=1)
+    _well_formed(c)
+    assert c.name == "whole_process/ae-mlp_1_epochs"
+    # images/s of each process = its training images / its seconds from start to exit
+    trained = 256 - 256 // 6  # the hold-out: at most a sixth
+    assert c.value * c.extra["aegen_s"] == pytest.approx(trained)
+    assert c.baseline * c.extra["bare_s"] == pytest.approx(trained)
+    assert c.extra["aegen_s"] > 1.0 and c.extra["bare_s"] > 1.0  # each imported torch
+
+
+def test_own_conv_fraction_finds_the_dominant_convolution(small_synthetic):
+    model = __import__("aegen").build_model("vqvae")
+    from aegen.data.loader import Batch, to_float
+
+    xb = to_float(small_synthetic.train.x[:4])
+    shapes = machine.conv_shapes(model, Batch(xb, small_synthetic.train.y[:4]), "off")
+    assert shapes[0]["flops"] == max(s["flops"] for s in shapes)
+    assert sum(s["share"] for s in shapes) == pytest.approx(1.0)
+    # a 64→64 3×3 at 7×7 does 2·64·64·9·49 FLOPs per image, called once per residual block
+    top = shapes[0]
+    assert top["input"][1:] == (64, 7, 7) and top["layer"].kernel_size == (3, 3)
+    assert top["flops"] == pytest.approx(top["calls"] * 2 * 4 * 64 * 64 * 9 * 49, rel=0.01)
+    c = machine.own_conv_fraction(
+        "vqvae",
+        small_synthetic.train.x,
+        small_synthetic.train.y,
+        make_run_config("vqvae").train,
+        batch_size=8,
+        steps=1,
+    )
+    _well_formed(c)
+    assert "Conv2d(64→64" in c.extra["dominant_conv"]

@@ -159,3 +159,107 @@ def training_fraction(
             "batch_size": batch_size,
         },
     )
+
+
+_CONVS = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+
+
+def conv_shapes(model: torch.nn.Module, batch: Batch, amp: str) -> list[dict]:
+    """Every convolution a training step of ``model`` runs, grouped by shape (layer and
+    input), with its share of the step's convolution FLOPs, largest first."""
+    seen: dict[tuple, dict] = {}
+
+    def hook(mod: torch.nn.Module, inputs: tuple) -> None:
+        x = inputs[0]
+        key = (type(mod).__name__, mod.in_channels, mod.out_channels, mod.kernel_size,
+               mod.stride, mod.padding, tuple(x.shape))  # fmt: skip
+        entry = seen.setdefault(key, {"layer": mod, "input": tuple(x.shape), "calls": 0})
+        entry["calls"] += 1
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, _CONVS)]
+    try:
+        with torch.no_grad(), autocast(amp):
+            model.loss(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    for e in seen.values():
+        e["flops"] = e["calls"] * _forward_flops(e["layer"], e["input"], amp)
+    total = sum(e["flops"] for e in seen.values()) or 1.0
+    for e in seen.values():
+        e["share"] = e["flops"] / total
+    return sorted(seen.values(), key=lambda e: -e["flops"])
+
+
+def _forward_flops(layer: torch.nn.Module, shape: tuple, amp: str) -> float:
+    counter = FlopCounterMode(display=False)
+    x = torch.zeros(shape)
+    with torch.no_grad(), counter, autocast(amp):
+        layer(x)
+    return float(counter.get_total_flops())
+
+
+def layer_train_peak(layer: torch.nn.Module, shape: tuple, amp: str, channels_last: bool) -> float:
+    """FLOP/s of one convolution layer trained alone at ``shape`` (forward, and the
+    backward to its input and weight: 3× the forward FLOPs), with the same autocast and
+    memory format as the training run: the most that layer can reach inside training."""
+    import copy
+
+    layer = copy.deepcopy(layer).train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    layer.to(memory_format=fmt)
+    x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_()
+    flops = 3 * _forward_flops(layer, shape, amp)
+
+    def step() -> None:
+        with autocast(amp):
+            out = layer(x)
+        out.backward(torch.ones_like(out))
+        x.grad = None
+        for p in layer.parameters():
+            p.grad = None
+
+    return _rate(step, flops)
+
+
+def own_conv_fraction(
+    name: str,
+    x_uint8: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    batch_size: int = 128,
+    steps: int = 20,
+) -> Case:
+    """The training run's FLOP/s as a share of its own dominant convolution trained alone
+    (issue 20's restated peak target: what training can reach, not the forward peak)."""
+    achieved = training_fraction(name, x_uint8, y, 1.0, cfg, batch_size, steps).value * 1e9
+    seed_everything(0)
+    model = build_model(name)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    xb = to_float(x_uint8[:batch_size])
+    if cfg.channels_last:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    shapes = conv_shapes(model, Batch(xb, y[:batch_size]), cfg.amp)
+    top = shapes[0]
+    peak = layer_train_peak(top["layer"], top["input"], cfg.amp, cfg.channels_last)
+    layer = top["layer"]
+    return Case(
+        f"peak_fraction/{name}_of_own_conv_{'bf16' if _is_bf16(cfg.amp) else 'fp32'}",
+        achieved / 1e9,
+        "GFLOP/s (ratio: of its dominant convolution trained alone)",
+        peak / 1e9,
+        extra={
+            "dominant_conv": f"{type(layer).__name__}({layer.in_channels}→{layer.out_channels}, "
+            f"k={layer.kernel_size}, stride={layer.stride}) on {list(top['input'])}",
+            "its_share_of_conv_flops": top["share"],
+            "amp": cfg.amp,
+            "channels_last": cfg.channels_last,
+        },
+    )
+
+
+def _is_bf16(amp: str) -> bool:
+    from ..train import bf16_supported
+
+    return amp == "bf16" or (amp == "auto" and bf16_supported())

@@ -12,6 +12,8 @@ shared and absolute speeds drift. Cases:
   ``peak_fraction/<model>``: FLOP/s (counted by ``torch.utils.flop_counter``) that
   a training loop with the model's default speed switches reaches, as a fraction of
   the best forward convolution peak (and, in ``extra``, of the trained one);
+  ``peak_fraction/vqvae_of_own_conv_<fp32|bf16>``: the VQ-VAE's training FLOP/s
+  against its own dominant convolution shape trained alone (issue 20's target);
 - ``vqvae/train_bf16``: bf16 autocast + channels_last vs fp32; ``vqvae/encode``;
   ``sample/<prior>_kv_cache``: cached vs uncached sampling; ``data/batching``;
 - ``scaling/…``: epoch time at ¼ and ½ of the data vs the share of the full epoch;
@@ -19,6 +21,9 @@ shared and absolute speeds drift. Cases:
 - ``denormals/…``: training images/s with denormals flushed (the command's default) vs kept;
 - ``contention/…``: training alone and beside a busy process pinned to one core, with
   aegen's thread choice and with the old behaviour (:mod:`aegen.bench.contention`);
+- ``whole_process/vae-mlp_2_epochs``: a whole ``aegen train vae-mlp --epochs 2`` process
+  against a bare PyTorch script doing the same epochs from the same files, as
+  training images per second from start to exit (:mod:`aegen.bench.whole_process`);
 - ``ddp/…``: images/s of ``aegen train --nproc 2`` vs one process;
 - ``explore/…``: milliseconds of one decode (and one prior step) through ``aegen
   explore``'s HTTP server, against its 50 ms budget.
@@ -29,6 +34,7 @@ check the report's shape; the numbers worth quoting come from a full run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -47,6 +53,7 @@ from ..train import bf16_supported
 from . import data_scaling, explore, machine, trainer_overhead, vq
 from .contention import contention_cases
 from .core import Case, write_report
+from .whole_process import whole_process_case
 
 __all__ = ["run_suite"]
 
@@ -178,6 +185,18 @@ def run_suite(
         c.unit = "GFLOP/s (ratio: of the best 3x3 conv peak)"
         c.extra["of_best_conv_train_peak"] = c.value / best_train
         cases.append(c)
+    # the restated target: the VQ-VAE against its own dominant convolution, trained
+    vq_cfg = make_run_config("vqvae").train
+    for amp in ("off", "bf16") if bf16_supported() else ("off",):
+        cases.append(
+            machine.own_conv_fraction(
+                "vqvae",
+                ds.train.x,
+                ds.train.y,
+                dataclasses.replace(vq_cfg, amp=amp),
+                steps=2 if quick else 20,
+            )
+        )
     done("peaks and peak fractions")
 
     # the VQ pipeline's hot paths
@@ -223,6 +242,12 @@ def run_suite(
     # beside a busy process: aegen's threads and passive wait vs the old behaviour
     cases += contention_cases(data, limit=2000 if quick else 12000, epochs=2 if quick else 3)
     done("contention")
+
+    # a whole `aegen train` process against a bare script doing the same epochs
+    cases.append(
+        whole_process_case("vae-mlp", data, epochs=2, limit=limit, rounds=1 if quick else 2)
+    )
+    done("whole process")
 
     # two processes vs one
     cases.append(ddp_case(data, limit=1024 if quick else 0, epochs=2))
