@@ -20,6 +20,7 @@ from .eval.classify import accuracy
 from .files import atomic_write_bytes
 
 __all__ = [
+    "bar_chart",
     "figure",
     "image_grid",
     "latent_scatter",
@@ -94,6 +95,77 @@ def save_recon_grid(
         rows.append(originals[start : start + nrow])
         rows.append(recons[start : start + nrow])
     return save_grid(path, torch.cat(rows), nrow=nrow)
+
+
+TAB = {"blue": (31, 119, 180), "gray": (127, 127, 127), "red": (214, 39, 40)}
+
+
+def _nice_ticks(top: float, count: int = 5) -> list[float]:
+    """Round tick values from 0 to at least ``top`` (steps of 1, 2 or 5 × a power of ten)."""
+    import math
+
+    raw = max(top, 1e-12) / count
+    step = 10 ** math.floor(math.log10(raw))
+    step *= next(m for m in (1, 2, 5, 10) if m * step >= raw)
+    return [i * step for i in range(int(math.ceil(top / step - 1e-9)) + 1)]
+
+
+def bar_chart(
+    path: str | os.PathLike,
+    values: Sequence[float],
+    colors: Sequence[tuple[int, int, int]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    hline: float | None = None,
+    hline_label: str = "",
+) -> Path:
+    """A bar chart drawn with Pillow alone: one bar per value, labelled axes, optional
+    dashed horizontal line. For the end-of-run report, where importing matplotlib
+    (0.6 s) cost more than the rest of a small VAE's report."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=12)
+    n = len(values)
+    left, right, top, bottom = 62, 16, 34, 46
+    width = min(820, max(420, left + right + 24 * n))
+    height = 320
+    img = Image.new("RGB", (width, height), "white")
+    d = ImageDraw.Draw(img)
+    peak = max([*values, hline or 0.0, 1e-9])
+    ticks = _nice_ticks(peak)
+    y_top = ticks[-1]
+    x0, x1, y0, y1 = left, width - right, height - bottom, top
+
+    def y_at(v: float) -> float:
+        return y0 - (y0 - y1) * v / y_top
+
+    for t in ticks:  # grid and y tick labels
+        y = y_at(t)
+        d.line([(x0, y), (x1, y)], fill=(225, 225, 225))
+        label = f"{t:g}"
+        d.text((x0 - 6, y), label, fill="black", font=font, anchor="rm")
+    slot = (x1 - x0) / max(n, 1)
+    for i, (v, c) in enumerate(zip(values, colors, strict=True)):
+        a = x0 + i * slot + 0.15 * slot
+        d.rectangle([a, y_at(max(v, 0.0)), a + 0.7 * slot, y0], fill=c)
+        if n <= 20 or i % 5 == 0:
+            d.text((x0 + (i + 0.5) * slot, y0 + 4), str(i), fill="black", font=font, anchor="mt")
+    if hline is not None:
+        y = y_at(hline)
+        for xa in range(x0, x1, 8):
+            d.line([(xa, y), (min(xa + 4, x1), y)], fill=TAB["red"], width=1)
+        box = d.textbbox((x1 - 4, y - 3), hline_label, font=font, anchor="rd")
+        d.rectangle([box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1], fill="white")
+        d.text((x1 - 4, y - 3), hline_label, fill=TAB["red"], font=font, anchor="rd")
+    d.line([(x0, y1), (x0, y0), (x1, y0)], fill="black")
+    d.text(((x0 + x1) / 2, height - 8), xlabel, fill="black", font=font, anchor="md")
+    d.text((width / 2, 10), title, fill="black", font=font, anchor="mt")
+    label = Image.new("RGB", (int(d.textlength(ylabel, font=font)) + 4, 16), "white")
+    ImageDraw.Draw(label).text((2, 1), ylabel, fill="black", font=font)
+    rotated = label.rotate(90, expand=True)
+    img.paste(rotated, (6, int((y0 + y1) / 2 - rotated.height / 2)))
+    return save_image(path, img)
 
 
 def figure(width: float = 6.0, height: float = 4.0):

@@ -182,20 +182,18 @@ def plot_kl_per_dim(
     path: str | Path, kl_per_dim: list[float], active: list[bool], free_bits: float = 0.0
 ) -> Path:
     """Bar chart of the mean KL (nats) of each latent dim; inactive dims in grey."""
-    from ..viz import figure, save_figure
+    from ..viz import TAB, bar_chart
 
-    fig = figure(max(4.0, 0.3 * len(kl_per_dim) + 2), 3.5)
-    ax = fig.add_subplot(111)
-    colors = ["tab:blue" if a else "tab:gray" for a in active]
-    ax.bar(range(len(kl_per_dim)), kl_per_dim, color=colors)
-    if free_bits > 0:
-        ax.axhline(free_bits, color="tab:red", ls="--", lw=1, label=f"free bits λ = {free_bits}")
-        ax.legend(fontsize=8)
-    ax.set_xlabel("latent dimension")
-    ax.set_ylabel("KL (nats)")
-    ax.set_title(f"KL per latent dim: {sum(active)} of {len(active)} active (grey: inactive)")
-    ax.grid(axis="y", alpha=0.3)
-    return save_figure(fig, path)
+    return bar_chart(
+        path,
+        kl_per_dim,
+        [TAB["blue"] if a else TAB["gray"] for a in active],
+        f"KL per latent dim: {sum(active)} of {len(active)} active (grey: inactive)",
+        "latent dimension",
+        "KL (nats)",
+        hline=free_bits if free_bits > 0 else None,
+        hline_label=f"free bits λ = {free_bits}",
+    )
 
 
 @torch.no_grad()
