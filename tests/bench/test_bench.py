@@ -239,3 +239,29 @@ def test_own_conv_fraction_finds_the_dominant_convolution(small_synthetic):
     )
     _well_formed(c)
     assert "Conv2d(64→64" in c.extra["dominant_conv"]
+
+
+def test_isa_paths_flip_one_switch_each(small_synthetic):
+    from aegen.bench import isa_paths
+
+    assert "channels_last" not in isa_paths.switches("ae-mlp")  # nothing to lay out
+    assert isa_paths.switches("vqvae")["channels_last"] == {"channels_last": False}
+    cases = isa_paths.measure_model("ae-conv", small_synthetic, steps=2, repeats=1)
+    assert sorted(c.name for c in cases) == [
+        "isa/ae-conv/batch_256", "isa/ae-conv/channels_last", "isa/ae-conv/fused"
+    ]  # fmt: skip
+    for c in cases:
+        _well_formed(c)
+        assert c.extra["arithmetic"] in ("fp32", "bf16") and c.extra["images"] == 2 * 256
+
+
+def test_the_report_records_what_each_model_trains_with():
+    from aegen.bench.core import machine_info
+    from aegen.registry import available
+    from aegen.train import bf16_supported
+
+    sw = machine_info()["speed_switches"]
+    assert set(sw) == set(available("model"))
+    want = "bf16" if bf16_supported() else "fp32"
+    assert sw["vqvae"]["arithmetic"] == want and sw["vqvae"]["channels_last"] is True
+    assert sw["ae-mlp"]["arithmetic"] == "fp32"  # amp=off: fp32 on every CPU

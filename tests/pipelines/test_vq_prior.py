@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 import aegen
 from aegen.checkpoint import MODEL, load, save_model, weights_hash
 from aegen.data.loader import to_float
+from aegen.eval.evaluate import EvalOptions
 from aegen.pipelines.vq_prior import fid_against_steps, load_codes, run_pipeline, sample_images
 
 TINY = [
@@ -372,11 +373,14 @@ def test_maskgit_plugs_in_as_a_prior_without_claiming_a_likelihood(
     r = cli("generate", pdir, "--vqvae", out / "vqvae", "--n", "6", "--out", png, "--label", "1")
     assert r.code == 0, r.err
     assert np.load(png.with_suffix(".npy")).shape == (6, 7, 7)
-    test = aegen.load_data("synthetic", val_size=5000, limit=600).test
-    scores = fid_against_steps(pdir, out / "vqvae", test, tiny_features, steps=(1, 4), n=40)
-    assert sorted(scores) == [1, 4]
+    data = aegen.load_data("synthetic", val_size=5000, limit=600)
+    opts = EvalOptions(n=40, kid_subsets=2, kid_subset_size=20)
+    section = fid_against_steps(pdir, out / "vqvae", data, tiny_features, (4, 1), opts)
+    scores = {row["steps"]: row for row in section["rows"]}
+    assert sorted(scores) == [1, 4] and section["n_samples"] == 40
     for s in scores.values():
         assert np.isfinite(s["fid"]) and 0 <= s["precision"] <= 1 and 0 <= s["recall"] <= 1
+        assert s["images_per_s"] > 0
     assert scores[1]["fid"] != scores[4]["fid"]  # other steps, other samples
 
 

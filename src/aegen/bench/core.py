@@ -58,6 +58,22 @@ def _isa() -> list[str]:
     return []
 
 
+def speed_switches() -> dict[str, dict[str, Any]]:
+    """What each model trains with on this CPU: the arithmetic ``amp=auto`` resolves to
+    (bf16 only where the CPU has it) and the other switches of its run config."""
+    from ..registry import available
+    from ..runs import make_run_config
+    from ..train import bf16_supported
+
+    out = {}
+    for name in available("model"):
+        t = make_run_config(name).train
+        bf16 = t.amp == "bf16" or (t.amp == "auto" and bf16_supported())
+        out[name] = {"arithmetic": "bf16" if bf16 else "fp32", "amp": t.amp,
+                     "channels_last": t.channels_last, "fused": t.fused, "compile": t.compile}  # fmt: skip
+    return out
+
+
 def machine_info() -> dict[str, Any]:
     from ..train import bf16_supported
 
@@ -70,6 +86,13 @@ def machine_info() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "bf16": bf16_supported(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        # an ISA forced down (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2) is another kind
+        "isa_forced": {
+            k: os.environ[k]
+            for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+            if k in os.environ
+        },  # fmt: skip
+        "speed_switches": speed_switches(),
     }
 
 

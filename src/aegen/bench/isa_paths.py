@@ -38,9 +38,7 @@ CONV_MODELS = ("ae-conv", "vae-conv", "vqvae", "diffusion", "gan", "flow")
 
 def _subset(data: Dataset, n: int) -> Dataset:
     tr = data.train
-    return dataclasses.replace(
-        data, train=Split(tr.x[:n], tr.y[:n]), val=Split(tr.x[:0], tr.y[:0])
-    )
+    return dataclasses.replace(data, train=Split(tr.x[:n], tr.y[:n]), val=Split(tr.x[:0], tr.y[:0]))
 
 
 def _fit(name: str, cfg: TrainConfig, data: Dataset) -> tuple[torch.nn.Module, float]:

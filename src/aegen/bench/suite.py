@@ -245,7 +245,7 @@ def run_suite(
 
     # a whole `aegen train` process against a bare script doing the same epochs
     cases.append(
-        whole_process_case("vae-mlp", data, epochs=2, limit=limit, rounds=1 if quick else 2)
+        whole_process_case("vae-mlp", data, epochs=2, limit=limit, rounds=1 if quick else 4)
     )
     done("whole process")
 

@@ -22,18 +22,21 @@ from ..errors import UserError
 from .evaluate import EvalOptions, evaluate_run
 from .features import DomainFeatures
 
-__all__ = ["check_steps_model", "scores_by_steps"]
+__all__ = ["SampleAt", "check_steps_model", "scores_by_steps"]
+
+
+SampleAt = Callable[[int, torch.Generator, int], torch.Tensor]  # (n, generator, steps) → images
 
 
 class _TimedSampler:
-    """``model.sample`` at a fixed step count, adding up the wall time it takes."""
+    """``sample_at`` at a fixed step count, adding up the wall time it takes."""
 
-    def __init__(self, model: torch.nn.Module, steps: int):
-        self.model, self.steps, self.seconds = model, steps, 0.0
+    def __init__(self, sample_at: SampleAt, steps: int):
+        self.sample_at, self.steps, self.seconds = sample_at, steps, 0.0
 
     def __call__(self, n: int, g: torch.Generator) -> torch.Tensor:
         t0 = time.perf_counter()
-        x = self.model.sample(n, generator=g, steps=self.steps)
+        x = self.sample_at(n, g, self.steps)
         self.seconds += time.perf_counter() - t0
         return x
 
@@ -58,20 +61,24 @@ def scores_by_steps(
     steps: Sequence[int],
     options: EvalOptions | None = None,
     log: Callable[[str], None] | None = None,
+    sample_at: SampleAt | None = None,
 ) -> dict[str, Any]:
     """The ``samples_by_steps`` section: one row of sample scores per step count.
 
-    Each row holds ``steps``, ``fid``, ``kid_mean``, ``kid_std``, ``precision``,
+    ``sample_at(n, generator, steps)`` draws the images (default: ``model.sample``;
+    a MaskGIT prior passes its codes through the VQ-VAE's decoder). Each row holds ``steps``, ``fid``, ``kid_mean``, ``kid_std``, ``precision``,
     ``recall`` and ``sampling_seconds`` / ``images_per_s`` (the wall time of drawing
     the samples alone; on a shared machine it is only a rough guide).
     """
     check_steps_model(run_dir, model, steps)
+    if sample_at is None:
+        sample_at = lambda n, g, s: model.sample(n, generator=g, steps=s)  # noqa: E731
     options = options or EvalOptions()
     say = log or (lambda _msg: None)
     rows = []
     model.eval()
     for s in sorted(set(steps)):
-        sampler = _TimedSampler(model, s)
+        sampler = _TimedSampler(sample_at, s)
         say(f"samples at {s} steps")
         ev = evaluate_run(
             run_dir, data, features, options, sampler=sampler, model=model, only=["samples"]

@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,16 +38,15 @@ import torch
 from ..checkpoint import MODEL, load, load_config, read_train_state, weights_hash
 from ..config import RunConfig, TrainConfig, apply_overrides, from_dict
 from ..data.codes import CodeSet, codes_match, encode_dataset, encode_split, load_codes
-from ..data.datasets import Dataset, Split
+from ..data.datasets import Dataset
 from ..errors import CheckpointError, ConfigError, UserError
-from ..eval.evaluate import draw_samples
+from ..eval.evaluate import EvalOptions
 from ..eval.features import DomainFeatures
 from ..eval.metrics import (
-    frechet_distance,
-    precision_recall,
     read_metrics_json,
     update_metrics_json,
 )
+from ..eval.steps import scores_by_steps
 from ..files import atomic_write_bytes, atomic_write_json, ensure_dir, npy_bytes
 from ..models.abilities import ScoresCodeLikelihood
 from ..models.vqvae import GRID as VQ_GRID
@@ -354,47 +352,29 @@ def samples_record(
 def fid_against_steps(
     prior_dir: str | os.PathLike,
     vqvae_dir: str | os.PathLike,
-    test: Split,
+    data: Dataset,
     features: DomainFeatures,
     steps: tuple[int, ...] = (4, 8, 16),
-    n: int = 10_000,
-    seed: int = 0,
-    k: int = 3,
-    batch_size: int = 500,
-    progress: bool = False,
-) -> dict[int, dict[str, float]]:
-    """FID, precision and recall of a MaskGIT prior's images at each number of sampling steps.
-
-    For every entry of ``steps``: ``n`` images drawn from the same seed (the prior in
-    ``prior_dir`` decoded by the VQ-VAE in ``vqvae_dir``), scored against ``n`` images
-    of ``test`` (the first n) on the domain ``features``; also the seconds the drawing
-    took. Returns {steps: {"fid", "precision", "recall", "seconds"}}.
-    """
+    options: EvalOptions | None = None,
+) -> dict[str, Any]:
+    """Sample scores of a MaskGIT prior's images at each number of sampling steps: the
+    ``samples_by_steps`` section of :func:`aegen.eval.steps.scores_by_steps` (FID, KID,
+    precision, recall and sampling speed per step count, as ``aegen eval --steps``
+    gives a diffusion model), the prior in ``prior_dir`` decoded by the VQ-VAE in
+    ``vqvae_dir``."""
     prior_matches_vqvae(prior_dir, vqvae_dir)
     prior, vqvae = load_prior(prior_dir), load(vqvae_dir, family="vqvae")
     if not isinstance(prior, MaskGITPrior):
         raise UserError(f"{prior_dir}: not a maskgit prior; only a masked prior has sampling steps")
-    real = features.embed(test.x[:n], progress=progress, desc="features (test)")
-    out: dict[int, dict[str, float]] = {}
-    for s in steps:
-        t0 = time.perf_counter()
-        images = draw_samples(
-            lambda m, g, s=s: sample_with(prior, vqvae, m, generator=g, steps=s),
-            n,
-            seed,
-            batch_size,
-            progress,
-        )
-        seconds = time.perf_counter() - t0
-        fake = features.embed(images, progress=progress, desc=f"features ({s} steps)")
-        precision, recall = precision_recall(real, fake, k=k)
-        out[s] = {
-            "fid": frechet_distance(real, fake),
-            "precision": precision,
-            "recall": recall,
-            "seconds": seconds,
-        }
-    return out
+    return scores_by_steps(
+        prior_dir,
+        prior,
+        data,
+        features,
+        steps,
+        options,
+        sample_at=lambda n, g, s: sample_with(prior, vqvae, n, generator=g, steps=s),
+    )
 
 
 # =========================================================================== all four

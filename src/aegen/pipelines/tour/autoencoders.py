@@ -44,7 +44,7 @@ class AEBudget:
 # so the quick budget compares it with an MLP AE trained for as many steps
 BUDGETS = {
     "tiny": AEBudget(
-        4, phased_epochs=1, finetune_epochs=1, conv_epochs=2, plane_epochs=200, minutes=0.3
+        4, phased_epochs=1, finetune_epochs=1, conv_epochs=1, plane_epochs=100, minutes=0.2
     ),
     "quick": AEBudget(
         4, phased_epochs=1, finetune_epochs=1, conv_epochs=2, plane_epochs=300, minutes=2.2
