@@ -42,6 +42,20 @@ def test_trainer_overhead_case_for_a_model_and_a_prior(small_synthetic):
     _well_formed(p)
 
 
+def test_the_bare_loop_steps_every_phase_of_a_model_that_trains_in_phases(small_synthetic):
+    from aegen.bench.trainer_overhead import _bare_loop
+
+    torch.manual_seed(0)
+    gan = __import__("aegen").build_model("gan", channels=(4, 8))
+    phases = gan.training_phases()
+    before = [[p.detach().clone() for p in ph.params] for ph in phases]
+    steppers = [(ph.loss, torch.optim.AdamW(ph.params, lr=1e-3)) for ph in phases]
+    x, y = small_synthetic.train.x, small_synthetic.train.y
+    assert _bare_loop(gan, steppers, x, y, 8, 1, "off", False) == 8
+    for ph, old in zip(phases, before, strict=True):  # both D and G took their step
+        assert any(not torch.equal(p, o) for p, o in zip(ph.params, old, strict=True)), ph.name
+
+
 def test_peak_fraction_counts_flops(small_synthetic):
     cv = machine.conv_peak(torch.float32, batch=2, channels=8)
     assert cv > 0

@@ -12,12 +12,14 @@ import argparse
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 
 import torch
 
 from ..config import TrainConfig
 from ..data.datasets import Dataset, Split, load_data
 from ..data.loader import Batch, epoch_batches, to_float
+from ..models.abilities import TrainsInPhases
 from ..registry import available, build_model
 from ..train import Trainer, autocast, seed_everything
 from .core import Case, interleaved, write_report
@@ -25,7 +27,7 @@ from .core import Case, interleaved, write_report
 
 def _bare_loop(
     model: torch.nn.Module,
-    opt: torch.optim.Optimizer,
+    steppers: list[tuple[Callable, torch.optim.Optimizer]],
     x: torch.Tensor,
     y: torch.Tensor,
     batch_size: int,
@@ -33,16 +35,21 @@ def _bare_loop(
     amp: str,
     channels_last: bool,
 ) -> int:
+    """``steps`` batches; each runs every ``(loss, optimizer)`` in turn: one for most
+    models, one per phase (D, then G) for a model that trains in phases, as the
+    Trainer does."""
     model.train()
     for idx in epoch_batches(x.shape[0], batch_size, seed=0, epoch=0)[:steps]:
         xb = to_float(x[idx])
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with autocast(amp):
-            loss, _ = model.loss(Batch(xb, y[idx]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        batch = Batch(xb, y[idx])
+        for loss_fn, opt in steppers:
+            with autocast(amp):
+                loss, _ = loss_fn(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
     return steps * batch_size
 
 
@@ -78,12 +85,21 @@ def measure(
         # a fresh optimizer per run, as the Trainer builds one per fit, from the same config
         # (fused where the model asks for it): a long-lived AdamW ran ae-mlp faster than a
         # new one (docs/performance.md), which made the Trainer look slower than it is
-        opt = torch.optim.AdamW(
-            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused or None
-        )
+        def adamw(params, betas=(0.9, 0.999), lr_scale=1.0) -> torch.optim.Optimizer:
+            return torch.optim.AdamW(
+                params, lr=cfg.lr * lr_scale, betas=betas, weight_decay=cfg.weight_decay,
+                fused=cfg.fused or None,
+            )  # fmt: skip
+
+        if isinstance(model, TrainsInPhases):
+            steppers = [
+                (ph.loss, adamw(ph.params, ph.betas, ph.lr_scale)) for ph in model.training_phases()
+            ]
+        else:
+            steppers = [(model.loss, adamw(model.parameters()))]
         return _bare_loop(
             model,
-            opt,
+            steppers,
             subset.train.x,
             subset.train.y,
             batch_size,
@@ -97,14 +113,18 @@ def measure(
         return steps * batch_size
 
     bare(), trainer()  # warm-up: allocator, oneDNN kernels, compiled graphs
-    # Fast models take milliseconds per step: time enough steps (up to the data at hand)
-    # that each repeat lasts about min_seconds, so fixed costs and timer noise do not decide.
+    # Time enough steps (up to the data at hand) that each repeat lasts about
+    # min_seconds: fast models take milliseconds a step, so fixed costs and timer noise
+    # would decide; slow ones would take minutes a repeat.
     t0 = time.perf_counter()
     bare()
     per_step = (time.perf_counter() - t0) / steps
-    more = min(len(data.train) // batch_size, math.ceil(min_seconds / max(per_step, 1e-9)))
-    if more > steps:
-        steps, n = more, more * batch_size
+    # Slow ones (diffusion, flow: a tenth of a second a step and more) need fewer than
+    # ``steps`` for the same seconds; at least 8, so the first step is not most of it.
+    want = math.ceil(min_seconds / max(per_step, 1e-9))
+    fit = min(len(data.train) // batch_size, max(want, 8))
+    if fit != steps:
+        steps, n = fit, fit * batch_size
         subset = dataclasses.replace(subset, train=Split(data.train.x[:n], data.train.y[:n]))
         bare(), trainer()
     rates = interleaved({"bare": bare, "trainer": trainer}, repeats=repeats)
