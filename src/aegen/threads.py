@@ -200,10 +200,10 @@ def finish_reading(r: _Reading, min_window: float = MIN_WINDOW) -> float | None:
     return idle_cores(r.cpu_times, after, r.cpus, (own - r.own) / max(wall - r.wall, 1e-9))
 
 
-def measure_choice(flag: int | None = None, finish: bool = True) -> ThreadChoice:
-    """Read the machine (affinity, quota, the cores' busy time) and choose. With
-    ``finish=False`` the busy time is only started: :func:`apply` completes the
-    choice once torch is imported (the import is the measurement window)."""
+def measure_choice(flag: int | None = None) -> ThreadChoice:
+    """Read the machine (affinity, quota) and choose, starting the reading of the
+    cores' busy time: :func:`complete` (from :func:`apply`) finishes the machine's
+    choice once torch is imported, so the import is the measurement window."""
     global _reading
     requested, source = _requested(flag)
     omp = os.environ.get("OMP_NUM_THREADS", "").strip()
@@ -224,8 +224,6 @@ def measure_choice(flag: int | None = None, finish: bool = True) -> ThreadChoice
     _reading = None
     if requested is None and len(cpus) > 1 and allowed > 1:
         _reading = start_reading(cpus)
-        if finish:
-            choice = complete(choice)
     return choice
 
 
@@ -236,8 +234,7 @@ def complete(choice: ThreadChoice) -> ThreadChoice:
         return choice
     idle = finish_reading(_reading)
     _reading = None
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else choice.allowed
-    threads, _ = choose_threads(min(affinity, choice.allowed), None, idle)
+    threads, _ = choose_threads(choice.allowed, None, idle)  # allowed: affinity and quota
     return replace(choice, threads=threads, idle=idle)
 
 
@@ -258,7 +255,7 @@ def prepare_process(flag: int | None = None, passive: bool = True) -> ThreadChoi
     _omp_early = openmp_loaded()
     if passive and "GOMP_SPINCOUNT" not in os.environ:  # a user's own spin count wins
         os.environ.setdefault(WAIT_POLICY_ENV, "PASSIVE")
-    _current = measure_choice(flag, finish=False)  # apply() reads the cores' busy time
+    _current = measure_choice(flag)  # apply() finishes reading the cores' busy time
     return _current
 
 

@@ -119,9 +119,14 @@ def bf16_supported(device_type: str = "cpu") -> bool:
         return False
 
 
+def uses_bf16(amp: str, device_type: str = "cpu") -> bool:
+    """Whether ``amp`` means bf16 on this device (``auto``: where it has native bf16)."""
+    return amp == "bf16" or (amp == "auto" and bf16_supported(device_type))
+
+
 def autocast(amp: str, device_type: str = "cpu") -> contextlib.AbstractContextManager:
     """bf16 autocast when ``amp`` asks for it (``auto``: where the device supports it)."""
-    if amp == "bf16" or (amp == "auto" and bf16_supported(device_type)):
+    if uses_bf16(amp, device_type):
         return torch.autocast(device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

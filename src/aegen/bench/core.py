@@ -63,13 +63,12 @@ def speed_switches() -> dict[str, dict[str, Any]]:
     (bf16 only where the CPU has it) and the other switches of its run config."""
     from ..registry import available
     from ..runs import make_run_config
-    from ..train import bf16_supported
+    from ..train import uses_bf16
 
     out = {}
     for name in available("model"):
         t = make_run_config(name).train
-        bf16 = t.amp == "bf16" or (t.amp == "auto" and bf16_supported())
-        out[name] = {"arithmetic": "bf16" if bf16 else "fp32", "amp": t.amp,
+        out[name] = {"arithmetic": "bf16" if uses_bf16(t.amp) else "fp32", "amp": t.amp,
                      "channels_last": t.channels_last, "fused": t.fused, "compile": t.compile}  # fmt: skip
     return out
 

@@ -15,7 +15,9 @@ with one switch changed against the model's defaults as this CPU resolves them
 
 Run it on each CPU kind; with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` a
 newer CPU takes the AVX2 path (no bf16, no AVX-512) and gives that kind's answer.
-``aegen.speed`` holds the decisions these numbers led to, keyed on the ISA.
+The decisions these numbers led to live in each model's ``train_defaults`` (the
+same on every kind; only ``amp=auto`` follows the CPU), and ``aegen bench``
+records them per model in ``machine.speed_switches``.
 """
 
 from __future__ import annotations
@@ -24,13 +26,11 @@ import argparse
 import dataclasses
 import time
 
-import torch
-
 from ..config import TrainConfig
 from ..data.datasets import Dataset, Split, load_data
 from ..registry import available, build_model
 from ..runs import make_run_config
-from ..train import Trainer, bf16_supported, seed_everything
+from ..train import Trainer, seed_everything, uses_bf16
 from .core import Case, interleaved, write_report
 
 CONV_MODELS = ("ae-conv", "vae-conv", "vqvae", "diffusion", "gan", "flow")
@@ -41,13 +41,13 @@ def _subset(data: Dataset, n: int) -> Dataset:
     return dataclasses.replace(data, train=Split(tr.x[:n], tr.y[:n]), val=Split(tr.x[:0], tr.y[:0]))
 
 
-def _fit(name: str, cfg: TrainConfig, data: Dataset) -> tuple[torch.nn.Module, float]:
+def _fit(name: str, cfg: TrainConfig, data: Dataset) -> float:
     """Train a fresh model for one epoch of ``data``; its images/s."""
     seed_everything(0)
     model = build_model(name)
     t0 = time.perf_counter()
     Trainer(model, cfg, None, progress=False).fit(data)
-    return model, len(data.train) / (time.perf_counter() - t0)
+    return len(data.train) / (time.perf_counter() - t0)
 
 
 def switches(name: str) -> dict[str, dict]:
@@ -69,12 +69,15 @@ def measure_model(
     }
     # the same images for every variant: enough steps of the largest batch
     sub = _subset(data, steps * max(v.batch_size for v in variants.values()))
-    fns = {}
-    for k, cfg in variants.items():
+    for cfg in variants.values():
         _fit(name, cfg, _subset(sub, 2 * cfg.batch_size))  # warm-up: kernels, allocator
-        fns[k] = lambda cfg=cfg: _fit(name, cfg, sub)[1] and len(sub.train)  # images
-    rates = interleaved(fns, repeats=repeats)
-    resolved = "bf16" if base.amp == "bf16" or (base.amp == "auto" and bf16_supported()) else "fp32"
+
+    def run(cfg: TrainConfig) -> int:
+        _fit(name, cfg, sub)
+        return len(sub.train)  # interleaved() divides the images by the call's seconds
+
+    rates = interleaved({k: lambda cfg=cfg: run(cfg) for k, cfg in variants.items()}, repeats)
+    resolved = "bf16" if uses_bf16(base.amp) else "fp32"
     cases = [
         Case(
             f"isa/{name}/{k}",
@@ -98,7 +101,7 @@ def _compile_case(
     t0 = time.perf_counter()
     _fit(name, cfg, _subset(sub, 2 * cfg.batch_size))  # the compile, and two steps
     compile_s = time.perf_counter() - t0
-    rate = max(_fit(name, cfg, sub)[1] for _ in range(2))
+    rate = max(_fit(name, cfg, sub) for _ in range(2))
     default_run_s = make_run_config(name).train.epochs * 55000 / eager_rate
     saved = default_run_s * (1 - eager_rate / rate) if rate > eager_rate else 0.0
     return Case(

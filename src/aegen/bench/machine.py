@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..config import TrainConfig
 from ..data.loader import Batch, to_float
 from ..registry import build_model
-from ..train import autocast, seed_everything
+from ..train import autocast, seed_everything, uses_bf16
 from .core import Case
 
 
@@ -245,7 +245,7 @@ def own_conv_fraction(
     peak = layer_train_peak(top["layer"], top["input"], cfg.amp, cfg.channels_last)
     layer = top["layer"]
     return Case(
-        f"peak_fraction/{name}_of_own_conv_{'bf16' if _is_bf16(cfg.amp) else 'fp32'}",
+        f"peak_fraction/{name}_of_own_conv_{'bf16' if uses_bf16(cfg.amp) else 'fp32'}",
         achieved / 1e9,
         "GFLOP/s (ratio: of its dominant convolution trained alone)",
         peak / 1e9,
@@ -257,9 +257,3 @@ def own_conv_fraction(
             "channels_last": cfg.channels_last,
         },
     )
-
-
-def _is_bf16(amp: str) -> bool:
-    from ..train import bf16_supported
-
-    return amp == "bf16" or (amp == "auto" and bf16_supported())

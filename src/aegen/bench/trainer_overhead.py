@@ -34,12 +34,13 @@ def _bare_loop(
     steps: int,
     amp: str,
     channels_last: bool,
+    epoch: int = 0,
 ) -> int:
-    """``steps`` batches; each runs every ``(loss, optimizer)`` in turn: one for most
+    """``steps`` batches of epoch ``epoch``'s shuffle; each runs every ``(loss, optimizer)`` in turn: one for most
     models, one per phase (D, then G) for a model that trains in phases, as the
     Trainer does."""
     model.train()
-    for idx in epoch_batches(x.shape[0], batch_size, seed=0, epoch=0)[:steps]:
+    for idx in epoch_batches(x.shape[0], batch_size, seed=0, epoch=epoch)[:steps]:
         xb = to_float(x[idx])
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)

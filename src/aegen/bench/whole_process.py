@@ -29,11 +29,11 @@ from .core import Case, interleaved
 
 BARE = """
 import sys, torch
+from aegen.bench.trainer_overhead import _bare_loop
 from aegen.data import load_data
-from aegen.data.loader import Batch, epoch_batches, to_float
+from aegen.data.loader import num_batches
 from aegen.registry import build_model
 from aegen.runs import make_run_config
-from aegen.train import autocast
 model_name, data, epochs, out, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 cfg = make_run_config(model_name).train
 ds = load_data(data, val_size=5000, limit=limit)
@@ -44,17 +44,10 @@ if cfg.channels_last:
 opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                         fused=cfg.fused or None)
 x, y = ds.train.x, ds.train.y
-model.train()
-for epoch in range(epochs):
-    for idx in epoch_batches(len(x), cfg.batch_size, seed=0, epoch=epoch):
-        xb = to_float(x[idx])
-        if cfg.channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with autocast(cfg.amp):
-            loss, _ = model.loss(Batch(xb, y[idx]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+steps = num_batches(len(x), cfg.batch_size)
+for epoch in range(epochs):  # the same bare loop as trainer_overhead's, epoch by epoch
+    _bare_loop(model, [(model.loss, opt)], x, y, cfg.batch_size, steps, cfg.amp,
+               cfg.channels_last, epoch)
 torch.save(model.state_dict(), out)
 """
 
