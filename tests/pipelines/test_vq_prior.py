@@ -1,6 +1,8 @@
 """The four VQ-VAE stages on synthetic data: end to end, resuming, and the refusals."""
 
+import contextlib
 import csv
+import io
 import json
 import shutil
 
@@ -11,10 +13,12 @@ from conftest import assert_user_error
 from safetensors.torch import load_file
 
 import aegen
-from aegen.checkpoint import MODEL, load, save_model, weights_hash
+from aegen.checkpoint import MODEL, load, load_config, save_model, weights_hash
 from aegen.data.loader import to_float
-from aegen.eval.evaluate import EvalOptions
+from aegen.eval.evaluate import EvalOptions, ReconstructionSampler, evaluate_run
+from aegen.pipelines import vq_prior
 from aegen.pipelines.vq_prior import fid_against_steps, load_codes, run_pipeline, sample_images
+from aegen.runs import data_from_config, run_config_from_json
 
 TINY = [
     "vqvae.model.num_codes=32",
@@ -36,6 +40,14 @@ ARGS = dict(prior="transformer", data="synthetic", limit=600, vqvae_epochs=3, pr
 def _pipeline(out, capsys=None):
     summary = run_pipeline(out, overrides=TINY, progress=False, **ARGS)
     return summary
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_cached_features(tmp_path_factory):
+    """An empty aegen cache: no feature network is found unless a test names one."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AEGEN_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +117,10 @@ def test_pipeline_resumes_after_stage_3_output_is_removed(done, tmp_path, cli):
     again = load_file(out / "prior" / MODEL)  # same seed, same prior
     assert all(torch.equal(again[k], v) for k, v in prior_weights.items())
     assert (out / "samples/samples.png").is_file()
-    # run once more: every stage is skipped
+    # run once more: every stage is skipped, and the scores for want of a feature network
     r = cli(*_cli_args(out))
-    assert r.code == 0 and r.err.count("skipped") == 4, r.err
+    assert r.code == 0 and r.err.count("skipped") == 5, r.err
+    assert sum(line.endswith("; skipped") for line in r.err.splitlines()) == 4, r.err
 
 
 def test_pipeline_refuses_other_settings_in_its_directory(done, tmp_path, cli):
@@ -397,3 +410,213 @@ def test_train_prior_resume_extends_to_more_epochs(done, tmp_path, cli):
     with open(pdir / "metrics.csv", newline="") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2", "3", "4"]
     assert_user_error(cli(*args, "--epochs", "2"), "train.epochs=4")
+
+
+# --------------------------------------------------------------------------- stage 4 scores
+
+EVAL_N = 40  # 4 images per class for the class accuracy
+
+
+def _pipeline_data(out):
+    """The pipeline's own data set, as its VQ-VAE's config.json names it."""
+    return data_from_config(run_config_from_json(load_config(out / "vqvae")).data)
+
+
+def _section(path, name):
+    section = dict(json.loads((path / "metrics.json").read_text())[name])
+    section.pop("scored_from")
+    return section
+
+
+@pytest.fixture(scope="module")
+def scored(done, tmp_path_factory, tiny_features):
+    """The finished pipeline run again with a feature network: stages 1–4 are skipped and
+    the scores computed. Every labelled draw of the class accuracy is recorded."""
+    out = tmp_path_factory.mktemp("scored") / "run"
+    shutil.copytree(done[0], out)
+    draws, original = [], vq_prior.sample_with
+
+    def recording(prior, vqvae, n, generator=None, return_codes=False, **kw):
+        images = original(prior, vqvae, n, generator, return_codes, **kw)
+        if "label" in kw:
+            draws.append((kw["label"], images))
+        return images
+
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
+        mp.setattr(vq_prior, "sample_with", recording)
+        summary = run_pipeline(
+            out,
+            overrides=TINY,
+            progress=False,
+            features_dir=tiny_features.directory,
+            eval_n=EVAL_N,
+            **ARGS,
+        )
+    return out, summary, draws, err.getvalue()
+
+
+def test_pipeline_scores_samples_and_ceiling_as_aegen_eval_would(scored, tiny_features):
+    """The prior's samples section is `aegen eval PRIOR --vqvae VQVAE`'s, the ceiling that of
+    the VQ-VAE's test reconstructions (ReconstructionSampler), both recomputed here."""
+    out, summary, _, err = scored
+    assert "scoring the samples against their ceiling (40 images" in err, err
+    data = _pipeline_data(out)
+    vq = load(out / "vqvae", family="vqvae")
+    ceiling = evaluate_run(
+        out / "vqvae",
+        data,
+        tiny_features,
+        EvalOptions(n=EVAL_N),
+        sampler=ReconstructionSampler(vq, data.test),
+        model=vq,
+        only=("samples",),
+    ).sections["samples"]
+    assert _section(out / "vqvae", "ceiling") == json.loads(json.dumps(ceiling))
+    samples = evaluate_run(
+        out / "prior",
+        data,
+        tiny_features,
+        EvalOptions(n=EVAL_N, vqvae_dir=str(out / "vqvae")),
+        only=("samples",),
+    ).sections["samples"]
+    got = _section(out / "prior", "samples")
+    assert got.pop("top_k") is None
+    assert got == json.loads(json.dumps(samples))
+    assert got["n_samples"] == EVAL_N and got["features"]["sha256"] == tiny_features.sha256
+    on_disk = json.loads((out / "summary.json").read_text())["scores"]
+    assert sorted(on_disk) == ["ceiling", "class_accuracy", "samples"]
+    assert on_disk == json.loads(json.dumps(summary["scores"]))
+    assert on_disk["ceiling"]["fid"] == ceiling["fid"]
+    assert (out / "prior" / "samples" / "scored_samples.png").is_file()
+
+
+def test_class_accuracy_scores_the_samples_drawn_for_each_label(scored, tiny_features):
+    out, summary, draws, _ = scored
+    acc = _section(out / "prior", "class_accuracy")
+    per_class = EVAL_N // 10
+    assert [label for label, _ in draws] == list(range(10))  # each class asked for, in turn
+    assert all(images.shape == (per_class, 1, 28, 28) for _, images in draws)
+    want = [float((tiny_features.classify(x) == c).double().mean()) for c, x in draws]
+    assert acc["per_class"] == want
+    assert acc["mean"] == pytest.approx(sum(want) / 10)
+    assert (acc["n_per_class"], acc["n_samples"]) == (per_class, EVAL_N)
+    data = _pipeline_data(out)
+    assert acc["test_accuracy"] == tiny_features.accuracy(data.test.x, data.test.y)
+    assert acc["features"]["sha256"] == tiny_features.sha256
+
+
+def test_rerun_with_matching_scores_skips_scoring(
+    scored, tmp_path, monkeypatch, cli, tiny_features
+):
+    out = tmp_path / "run"
+    shutil.copytree(scored[0], out)
+    metrics = [out / "prior" / "metrics.json", out / "vqvae" / "metrics.json"]
+    before = [p.read_bytes() for p in metrics]
+    real = {"evaluate_run": vq_prior.evaluate_run, "class_accuracy": vq_prior.class_accuracy}
+    calls = []
+
+    def spy(name, allowed):
+        def call(*args, **kw):
+            assert allowed, f"{name}: scored again"
+            calls.append(name)
+            return real[name](*args, **kw)
+
+        return call
+
+    for name in real:
+        monkeypatch.setattr(vq_prior, name, spy(name, allowed=False))
+    args = [*_cli_args(out), "--features", tiny_features.directory, "--eval-n", str(EVAL_N)]
+    r = cli(*args)
+    assert r.code == 0, r.err
+    sha = tiny_features.sha256[:12]
+    assert f"stage 4/4: scores ({EVAL_N} images, features {sha}) match; skipped" in r.err
+    assert [p.read_bytes() for p in metrics] == before
+    s = scored[1]["scores"]
+    assert f"samples: FID {s['samples']['fid']:.3f}, precision" in r.out
+    assert f"ceiling (VQ-VAE test reconstructions): FID {s['ceiling']['fid']:.3f}" in r.out
+    assert f"class accuracy: {100 * s['class_accuracy']['mean']:.1f}% of the samples" in r.out
+    # another number of images makes other scores: all three are measured again
+    for name in real:
+        monkeypatch.setattr(vq_prior, name, spy(name, allowed=True))
+    r = cli(*args[:-1], "20")
+    assert r.code == 0, r.err
+    assert sorted(calls) == ["class_accuracy", "evaluate_run", "evaluate_run"]
+    m = json.loads((out / "prior" / "metrics.json").read_text())
+    assert m["samples"]["n_samples"] == 20 and m["class_accuracy"]["n_per_class"] == 2
+    assert json.loads((out / "vqvae" / "metrics.json").read_text())["ceiling"]["n_samples"] == 20
+
+
+def test_eval_n_0_scores_nothing(done, tmp_path, monkeypatch, cli, tiny_features):
+    out = tmp_path / "run"
+    shutil.copytree(done[0], out)
+    monkeypatch.setattr(vq_prior, "score_pipeline", lambda *a, **k: pytest.fail("scored"))
+    r = cli(*_cli_args(out), "--features", tiny_features.directory, "--eval-n", "0")
+    assert r.code == 0, r.err
+    assert "scoring" not in r.err and "feature network" not in r.err and "FID" not in r.out
+    assert "scores" not in json.loads((out / "summary.json").read_text())
+    assert "samples" not in json.loads((out / "prior" / "metrics.json").read_text())
+
+
+def test_without_a_feature_network_scoring_is_skipped_with_a_hint(done, tmp_path, cli):
+    out = tmp_path / "run"
+    shutil.copytree(done[0], out)
+    r = cli(*_cli_args(out))
+    assert r.code == 0, r.err
+    lines = [line for line in r.err.splitlines() if "scoring skipped" in line]
+    assert len(lines) == 1 and "'aegen features train --data synthetic'" in lines[0], r.err
+    assert "FID" not in r.out
+    assert "scores" not in json.loads((out / "summary.json").read_text())
+
+
+def test_scoring_settings_are_checked_before_anything_is_written(tmp_path, cli, tiny_features):
+    out = tmp_path / "never"
+    args = ["pipeline", "vqvae", "--data", "synthetic", "--limit", "600", "--out", out]
+    assert_user_error(cli(*args, "--eval-n", "5"), "--eval-n must be 0", "at least 10")
+    assert_user_error(cli(*args, "--eval-n", "-1"), "--eval-n")
+    assert_user_error(cli(*args, "--features", tmp_path / "none"), "no such feature network")
+    other = tmp_path / "features-fashion"
+    shutil.copytree(tiny_features.directory, other)
+    info = json.loads((other / "features.json").read_text())
+    info["data"]["name"] = "fashion-mnist"
+    (other / "features.json").write_text(json.dumps(info))
+    assert_user_error(cli(*args, "--features", other), "trained on fashion-mnist")
+    assert not out.exists()
+
+
+def _row(page, metric):
+    """The cells of one score row of a report page."""
+    row = page.split(f'data-metric="{metric}"')[1].split("</tr>")[0]
+    return [c.split(">", 1)[1].split("<")[0] for c in row.split("<td")[2:]]
+
+
+def test_report_shows_the_ceiling_beside_the_samples(scored, tmp_path, cli):
+    out, summary, _, _ = scored
+    s = summary["scores"]
+    r = cli("report", out, "--out", tmp_path / "pipeline.html")
+    assert r.code == 0, r.err
+    page = (tmp_path / "pipeline.html").read_text()
+    # the pipeline directory is its two runs: the VQ-VAE, then the prior
+    assert _row(page, "reconstruction.mse")[1] == "—"
+    assert _row(page, "samples.fid") == ["—", f"{s['samples']['fid']:.3f}"]
+    fid = f"{s['ceiling']['fid']:.3f}"
+    assert _row(page, "ceiling.fid") == [fid, fid]  # the prior's column shows its VQ-VAE's
+    assert _row(page, "class_accuracy.mean") == ["—", f"{s['class_accuracy']['mean']:.3f}"]
+    assert 'id="incomparable"' not in page
+    r = cli("report", out / "prior", "--out", tmp_path / "prior.html")
+    assert r.code == 0, r.err
+    page = (tmp_path / "prior.html").read_text()
+    assert _row(page, "ceiling.fid") == [fid] and _row(page, "samples.recall")
+    # a VQ-VAE with other weights than the prior's codes came from lends it no ceiling
+    copy = tmp_path / "changed"
+    shutil.copytree(out, copy)
+    (copy / "codes" / "meta.json").unlink()  # the codes no longer name the original VQ-VAE
+    vq = load(copy / "vqvae", family="vqvae")
+    vq.quantizer.codebook.data += 1.0
+    save_model(copy / "vqvae" / MODEL, vq)
+    cfg = json.loads((copy / "prior" / "config.json").read_text())
+    cfg["codes"]["dir"] = str(copy / "codes")
+    (copy / "prior" / "config.json").write_text(json.dumps(cfg))
+    r = cli("report", copy / "prior", "--out", tmp_path / "changed.html")
+    assert r.code == 0, r.err
+    assert 'data-metric="ceiling.fid"' not in (tmp_path / "changed.html").read_text()

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..checkpoint import load, load_config
 from ..errors import UserError
 from ..eval.evaluate import SECTIONS, EvalOptions, evaluate_run
-from ..eval.features import default_features_dir, load_features
+from ..eval.features import find_features
 from ..eval.metrics import METRICS_JSON, update_metrics_json
 from ..eval.steps import check_steps_model, scores_by_steps
 from ..files import ensure_dir, ensure_writable_file
@@ -99,13 +99,6 @@ def step_counts(text: str) -> list[int]:
     return values
 
 
-def _features_for(args: argparse.Namespace, data_name: str):
-    if args.features:
-        return load_features(args.features)
-    default = default_features_dir(data_name)
-    return load_features(default) if default.is_dir() else None
-
-
 def run(args: argparse.Namespace) -> int:
     d = Path(args.run_dir)
     load_config(d)  # a run directory, or one clear line
@@ -121,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     )
     options.check()
     data = data_for_run(d, args)
-    features = _features_for(args, data.name) if not args.only or "samples" in args.only else None
+    wanted = not args.only or "samples" in args.only
+    features = find_features(data.name, args.features or None) if wanted else None
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     if args.steps:
         check_steps_model(d, load(d), args.steps)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..pipelines.vq_prior import prior_score_line, run_pipeline
+from ..eval.evaluate import MIN_SAMPLES, EvalOptions
+from ..pipelines.vq_prior import prior_score_line, run_pipeline, score_lines
 from ..registry import available
 from ._common import add_data_args
 from .argtypes import nonneg_int, positive_float, positive_int
@@ -15,8 +16,10 @@ def add_parser(sub) -> None:
         "pipeline",
         help="train a VQ-VAE, encode, train a prior, sample: into one directory, resumable",
         description="Run the lecture's four stages into DIR/vqvae, DIR/codes, DIR/prior and "
-        "DIR/samples. Run the same command again after an interruption: finished stages are "
-        "skipped, an interrupted training resumes.",
+        "DIR/samples, then score the samples beside their ceiling (the VQ-VAE's own test "
+        "reconstructions) and, for a conditional prior, against their labels. Run the same "
+        "command again after an interruption: finished stages are skipped, an interrupted "
+        "training resumes.",
     )
     p.add_argument("which", choices=["vqvae"], help="the pipeline to run")
     add_data_args(p)
@@ -36,6 +39,21 @@ def add_parser(sub) -> None:
         help="override, e.g. vqvae.model.num_codes=128 or prior.train.lr=5e-4 (repeatable)",
     )
     p.add_argument("--unconditional", action="store_true", help="a prior without labels")
+    p.add_argument(
+        "--features",
+        default=None,
+        metavar="DIR",
+        help="feature network from 'aegen features train' to score with "
+        "(default: ~/.cache/aegen/features/<data>; without one, scoring is skipped)",
+    )
+    p.add_argument(
+        "--eval-n",
+        type=nonneg_int,
+        default=EvalOptions.n,
+        metavar="N",
+        help=f"images to score, and test images to compare them with; 0: no scores, "
+        f"else at least {MIN_SAMPLES} (default {EvalOptions.n})",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -56,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         conditional=not args.unconditional,
         progress=not args.quiet,
+        features_dir=args.features,
+        eval_n=args.eval_n,
     )
     c, pr = s["codes"], s["prior"]
     print(
@@ -63,4 +83,6 @@ def run(args: argparse.Namespace) -> int:
         f"{c['test_codes_used']}/{c['K']} (perplexity {c['test_perplexity']:.1f}); {args.prior} "
         f"{prior_score_line(pr)}; samples: {s['samples']}"
     )
+    for line in score_lines(s.get("scores", {})):
+        print(line)
     return 0

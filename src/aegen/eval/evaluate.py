@@ -55,7 +55,9 @@ from .metrics import (
 __all__ = [
     "EvalOptions",
     "Evaluation",
+    "ReconstructionSampler",
     "Sampler",
+    "data_record",
     "draw_samples",
     "evaluate_run",
     "register_sampler",
@@ -181,7 +183,8 @@ def draw_samples(
     return torch.cat(out)
 
 
-def _data_record(data: Dataset) -> dict[str, Any]:
+def data_record(data: Dataset) -> dict[str, Any]:
+    """What a score records about the images it was measured on."""
     return {"name": data.name, "fingerprint": data.fingerprint(), "test_images": len(data.test)}
 
 
@@ -245,11 +248,7 @@ def evaluate_run(
             raise UserError(
                 f"{data.name}: only {len(data.test)} test images; sample scores need more than {options.k}"
             )
-        if features.data_name and features.data_name != data.name:
-            raise UserError(
-                f"feature network {features.directory} was trained on {features.data_name}, "
-                f"these images are {data.name}; its scores would mean nothing here"
-            )
+        features.check_data(data.name)
     reconstructs = "reconstruction" in wanted and isinstance(model, Reconstructs)
     has_likelihood = "likelihood" in wanted and isinstance(model, ScoresLikelihood)
     if not (reconstructs or sampler is not None or has_likelihood):
@@ -262,7 +261,7 @@ def evaluate_run(
         raise UserError(f"{d}: nothing to score: a {what} run {offers}")
     say = log or (lambda _msg: None)
     sections: dict[str, Any] = {}
-    data_rec = _data_record(data)
+    data_rec = data_record(data)
 
     if reconstructs:
         say("reconstruction: MSE, PSNR, SSIM")
@@ -332,7 +331,7 @@ def _sample_scores(
         "kid_subsets": options.kid_subsets,
         "kid_subset_size": min(options.kid_subset_size, n_real, options.n),
         "features": features.record(),
-        "data": _data_record(data),
+        "data": data_record(data),
     }
     return section, fake_images
 
@@ -365,5 +364,5 @@ def _likelihood(
         "importance_samples": options.iwae_k,
         "seed": options.seed,
         "split": "test",
-        "data": _data_record(data),
+        "data": data_record(data),
     }

@@ -46,6 +46,7 @@ __all__ = [
     "FeatureNetConfig",
     "cached_or_trained",
     "default_features_dir",
+    "find_features",
     "load_features",
     "train_features",
 ]
@@ -76,6 +77,14 @@ class DomainFeatures:
     @property
     def data_name(self) -> str:
         return str(self.info.get("data", {}).get("name", ""))
+
+    def check_data(self, data_name: str) -> None:
+        """Refuse, in one line, to score images of ``data_name`` with a network of other data."""
+        if self.data_name and self.data_name != data_name:
+            raise UserError(
+                f"feature network {self.directory} was trained on {self.data_name}, "
+                f"these images are {data_name}; its scores would mean nothing here"
+            )
 
     def record(self) -> dict[str, Any]:
         """What a score stores about the network it was measured with."""
@@ -127,6 +136,18 @@ def default_features_dir(data_name: str) -> Path:
     """Where ``aegen features train`` puts a data set's network unless told otherwise."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", data_name.strip("/")) or "data"
     return cache_dir() / "features" / slug
+
+
+def find_features(
+    data_name: str, directory: str | os.PathLike | None = None
+) -> DomainFeatures | None:
+    """The feature network to score ``data_name`` with: the one in ``directory`` (refused in
+    one line when it is missing or unfinished), else the default one for the data set
+    (:func:`default_features_dir`) when it exists, else None: nothing to score with."""
+    if directory is not None:
+        return load_features(directory)
+    default = default_features_dir(data_name)
+    return load_features(default) if default.is_dir() else None
 
 
 def load_features(directory: str | os.PathLike) -> DomainFeatures:

@@ -311,10 +311,20 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     },
     "likelihood": {"n": int},
     "eval": {"aegen_version": str, "seed": int, "data": dict},
+    "class_accuracy": {
+        "per_class": list,
+        "mean": _NUM,
+        "n_per_class": int,
+        "test_accuracy": _NUM,
+        "features": dict,
+    },
 }
+# a VQ-VAE's own test reconstructions, scored as samples (aegen pipeline vqvae)
+SCHEMA["ceiling"] = SCHEMA["samples"]
 OPTIONAL: dict[str, dict[str, type | tuple[type, ...]]] = {
     "reconstruction": {"ssim": _NUM},
     "samples": {"class_coverage": dict},
+    "ceiling": {"class_coverage": dict},
     "likelihood": {"nll_nats": _NUM, "bits_per_dim": _NUM, "bits_per_code": _NUM},
 }
 # a likelihood section says at least one of these (a prior's is in bits per code)
@@ -350,7 +360,8 @@ def check_metrics(metrics: Any, where: str = METRICS_JSON) -> dict[str, Any]:
                 _check_type(where, section, key, body[key], kind)
     if "likelihood" in metrics and not any(k in metrics["likelihood"] for k in _LIKELIHOOD_KEYS):
         raise CheckpointError(f"{where}: likelihood has none of {', '.join(_LIKELIHOOD_KEYS)}")
-    sha = metrics.get("samples", {}).get("features", {}).get("sha256")
-    if "samples" in metrics and not isinstance(sha, str):
-        raise CheckpointError(f"{where}: samples.features.sha256 is missing")
+    for section in ("samples", "ceiling"):
+        sha = metrics.get(section, {}).get("features", {}).get("sha256")
+        if section in metrics and not isinstance(sha, str):
+            raise CheckpointError(f"{where}: {section}.features.sha256 is missing")
     return metrics

@@ -13,11 +13,17 @@ must come from the same feature network (its SHA-256), the same number of
 samples and the same data; reconstruction and likelihood scores from the same
 test images. A row whose runs differ so gets no "best" mark and a warning that
 says why; ``strict=True`` refuses to build such a report instead.
+
+A prior's samples are shown beside their *ceiling*: its VQ-VAE's own test
+reconstructions scored as samples (``aegen pipeline vqvae`` writes it into the
+VQ-VAE's metrics.json), so the page tells whether the prior or the decoder holds
+the samples back. A VQ pipeline directory stands for its ``vqvae/`` and ``prior/``.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import math
@@ -29,13 +35,14 @@ from typing import Any
 
 from PIL import Image
 
-from ..checkpoint import load_config
-from ..errors import CheckpointError, UserError
+from ..checkpoint import CONFIG, MODEL, load_config, weights_hash
+from ..data.codes import read_meta
+from ..errors import CheckpointError, DataError, UserError
 from ..files import atomic_write_text
 from ..runlog import read_metrics
 from ..version import __version__
 from ..viz import plot_curves
-from .metrics import METRICS_JSON, check_metrics
+from .metrics import METRICS_JSON, check_metrics, read_metrics_json
 
 __all__ = [
     "ROWS",
@@ -48,8 +55,10 @@ __all__ = [
     "data_uri",
     "page_head",
     "render_report",
+    "run_directories",
     "run_section",
     "scores_html",
+    "vqvae_ceiling",
     "write_report",
 ]
 
@@ -76,6 +85,12 @@ ROWS: list[MetricRow] = [
     MetricRow("samples", "kid_mean", "KID", "min", ".4g", spread="kid_std"),
     MetricRow("samples", "precision", "precision", "max", ".3f"),
     MetricRow("samples", "recall", "recall", "max", ".3f"),
+    MetricRow("ceiling", "fid", "FID", "min", ".3f"),
+    MetricRow("ceiling", "kid_mean", "KID", "min", ".4g", spread="kid_std"),
+    MetricRow("ceiling", "precision", "precision", "max", ".3f"),
+    MetricRow("ceiling", "recall", "recall", "max", ".3f"),
+    MetricRow("class_accuracy", "mean", "classified as their label", "max", ".3f"),
+    MetricRow("class_accuracy", "test_accuracy", "test images classified right", "max", ".3f"),
     MetricRow("likelihood", "nll_nats", "NLL (nats/image)", "min", ".2f"),
     MetricRow("likelihood", "bits_per_dim", "bits/dim", "min", ".4f"),
     MetricRow("likelihood", "bits_per_code", "bits/code", "min", ".4f"),
@@ -84,6 +99,9 @@ ROWS: list[MetricRow] = [
 SECTION_TITLES = {
     "reconstruction": "Reconstruction of the test images",
     "samples": "Samples, on domain features",
+    "ceiling": "Ceiling: the VQ-VAE's own test reconstructions scored as samples "
+    "(what a perfect prior would reach)",
+    "class_accuracy": "Class accuracy: samples drawn for a label (the test images for scale)",
     "likelihood": "Likelihood of the test images",
 }
 
@@ -97,7 +115,9 @@ _SAME = {
         ("data", "fingerprint"),
     ),
     "likelihood": (("n",), ("importance_samples",), ("data", "fingerprint")),
+    "class_accuracy": (("features", "sha256"), ("n_per_class",), ("data", "fingerprint")),
 }
+_SAME["ceiling"] = _SAME["samples"]
 _WHAT = {
     ("features", "sha256"): "feature networks",
     ("n_samples",): "sample counts",
@@ -106,6 +126,7 @@ _WHAT = {
     ("split",): "splits",
     ("n",): "numbers of test images",
     ("importance_samples",): "numbers of importance samples",
+    ("n_per_class",): "samples per class",
 }
 
 # pictures first in this order, then the rest by name
@@ -152,11 +173,38 @@ def _readable_png(p: Path) -> bool:
         return False
 
 
+def vqvae_ceiling(prior_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``ceiling`` section of the VQ-VAE a prior run was trained with, or None.
+
+    The VQ-VAE is the one its codes directory names, else ``vqvae/`` beside the prior,
+    and only when its weights are the ones the prior's codes came from.
+    """
+    codes = config.get("codes") if isinstance(config.get("codes"), dict) else {}
+    candidates = []
+    if codes.get("dir"):
+        with contextlib.suppress(DataError):
+            if run := read_meta(Path(codes["dir"])).get("vqvae_run"):
+                candidates.append(Path(run))
+    candidates.append(prior_dir.parent / "vqvae")
+    for d in dict.fromkeys(c.resolve() for c in candidates):  # in order, each once
+        if (d / MODEL).is_file() and weights_hash(d / MODEL) == codes.get("vqvae_weights_sha256"):
+            ceiling = read_metrics_json(d).get("ceiling")
+            if isinstance(ceiling, dict):
+                return {**ceiling, "vqvae_run": str(d)}
+    return None
+
+
 def collect_run(run_dir: str | os.PathLike, label: str | None = None) -> RunSummary:
-    """Read a run directory for the report; a missing or corrupt one is a CheckpointError."""
+    """Read a run directory for the report; a missing or corrupt one is a CheckpointError.
+
+    A prior run without a ``ceiling`` of its own shows its VQ-VAE's (:func:`vqvae_ceiling`).
+    """
     d = Path(run_dir)
     config = load_config(d)
     metrics = _read_metrics(d)
+    if config.get("family") == "prior" and "ceiling" not in metrics:
+        if (ceiling := vqvae_ceiling(d, config)) is not None:
+            metrics = {**metrics, "ceiling": ceiling}
     history = read_metrics(d / "metrics.csv")
     pictures, skipped = [], []
     samples = d / "samples"
@@ -243,7 +291,23 @@ def comparison_table(runs: list[RunSummary]) -> tuple[list[TableRow], list[str]]
         rows.append(
             TableRow(row, cells, set() if problems else _best(values, row.better), not problems)
         )
+    for r in runs:
+        for w in _ceiling_problems(r):
+            if w not in warnings:
+                warnings.append(w)
     return rows, warnings
+
+
+def _ceiling_problems(run: RunSummary) -> list[str]:
+    """Why a run's samples may not be read against its ceiling (empty when they may)."""
+    samples, ceiling = run.metrics.get("samples"), run.metrics.get("ceiling")
+    if not (isinstance(samples, dict) and isinstance(ceiling, dict)):
+        return []
+    return [
+        f"{run.label}: its samples and its ceiling were scored with different {_WHAT[path]}"
+        for path in _SAME["samples"]
+        if _get(samples, path) != _get(ceiling, path)
+    ]
 
 
 def _info_rows(runs: list[RunSummary]) -> list[tuple[str, list[str]]]:
@@ -270,6 +334,10 @@ def _info_rows(runs: list[RunSummary]) -> list[tuple[str, list[str]]]:
             if "samples" in r.metrics else "—" for r in runs
         ]),
         ("feature network", [fnet(r) for r in runs]),
+        ("ceiling of the VQ-VAE run", [
+            Path(str(_get(r.metrics, ("ceiling", "vqvae_run")))).name
+            if _get(r.metrics, ("ceiling", "vqvae_run")) else "—" for r in runs
+        ]),
         ("evaluation seed", [cell(r, "eval", "seed") for r in runs]),
     ]  # fmt: skip
     return [(name, cells) for name, cells in rows if any(c != "—" for c in cells)]
@@ -491,9 +559,21 @@ def build_report(
     run_dirs: list[str | os.PathLike], title: str = "aegen report", strict: bool = False
 ) -> str:
     """Read the run directories and render the page (nothing is written)."""
-    dirs = [Path(d) for d in run_dirs]
+    dirs = run_directories(run_dirs)
     runs = [collect_run(d, label) for d, label in zip(dirs, _labels(dirs), strict=True)]
     return render_report(runs, title, strict)
+
+
+def run_directories(paths: list[str | os.PathLike]) -> list[Path]:
+    """The run directories ``paths`` name: a VQ pipeline directory (``aegen pipeline
+    vqvae``: no config.json of its own, a ``vqvae/`` run inside) is its VQ-VAE and its prior."""
+    out = []
+    for p in map(Path, paths):
+        if not (p / CONFIG).is_file() and (p / "vqvae" / CONFIG).is_file():
+            out += [p / "vqvae"] + ([p / "prior"] if (p / "prior" / CONFIG).is_file() else [])
+        else:
+            out.append(p)
+    return out
 
 
 def write_report(

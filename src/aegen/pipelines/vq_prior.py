@@ -11,15 +11,17 @@
 4. **Generate** (:func:`generate`, ``aegen generate``): sample grids from the
    prior, look the codes up in the VQ-VAE's codebook, decode
    (:mod:`aegen.priors.sampling` with the models, :mod:`aegen.prior_runs` with
-   the two run directories).
+   the two run directories); then **score** (:func:`score_pipeline`) the samples
+   beside their ceiling, the VQ-VAE's own test reconstructions, and a conditional
+   prior's samples against the labels they were drawn for.
 
 :func:`run_pipeline` (``aegen pipeline vqvae``) runs all four into
 ``DIR/vqvae``, ``DIR/codes``, ``DIR/prior``, ``DIR/samples``. A stage whose
 output exists and matches its inputs is skipped, an interrupted training stage is
 resumed, and a stale derived output (codes, samples) is rebuilt — so a killed
 pipeline, run again, continues where it stopped. Every check that can refuse
-(codes ≥ K, a grid of the wrong shape, a prior trained on another VQ-VAE's codes)
-happens before anything is written.
+(codes ≥ K, a grid of the wrong shape, a prior trained on another VQ-VAE's codes,
+a feature network of other data) happens before anything is written.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +43,14 @@ from ..config import RunConfig, TrainConfig, apply_overrides, from_dict
 from ..data.codes import CodeSet, codes_match, encode_dataset, encode_split, load_codes
 from ..data.datasets import Dataset
 from ..errors import CheckpointError, ConfigError, UserError
-from ..eval.evaluate import EvalOptions
-from ..eval.features import DomainFeatures
+from ..eval.evaluate import (
+    MIN_SAMPLES,
+    EvalOptions,
+    ReconstructionSampler,
+    data_record,
+    evaluate_run,
+)
+from ..eval.features import DomainFeatures, default_features_dir, find_features
 from ..eval.metrics import (
     read_metrics_json,
     update_metrics_json,
@@ -66,7 +75,9 @@ from ..runs import (
 from ..viz import save_grid
 
 __all__ = [
+    "SCORE_SECTIONS",
     "CodeSet",  # re-exported from aegen.data.codes
+    "class_accuracy",
     "codes_record",
     "encode_run",
     "encode_split",  # re-exported from aegen.data.codes
@@ -81,6 +92,9 @@ __all__ = [
     "sample_codes",  # re-exported from aegen.priors.sampling
     "sample_images",  # re-exported from aegen.prior_runs
     "samples_record",
+    "score_lines",
+    "score_pipeline",
+    "stored_scores",
     "train_prior",
 ]
 
@@ -377,6 +391,220 @@ def fid_against_steps(
     )
 
 
+# =========================================================================== stage 4: scores
+
+SCORE_SECTIONS = ("samples", "ceiling", "class_accuracy")
+
+
+@torch.no_grad()
+def class_accuracy(
+    prior: torch.nn.Module,
+    vqvae: torch.nn.Module,
+    features: DomainFeatures,
+    data: Dataset,
+    per_class: int,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+) -> dict[str, Any]:
+    """How often a conditional prior draws the class it is asked for.
+
+    For each class c, ``per_class`` grids drawn with label c (one generator seeded
+    with ``seed``, the classes in order), decoded by the VQ-VAE and labelled by the
+    domain network: ``per_class`` holds the fraction labelled c, ``mean`` their mean.
+    The network's accuracy on the real test images, ``test_accuracy``, is the scale:
+    a generator whose images were as clear as the data's would reach about that.
+    """
+    k = prior.config.num_classes
+    if k < 1:
+        raise UserError("class accuracy needs a conditional prior; this one has no labels")
+    g = torch.Generator().manual_seed(seed)
+    fractions = []
+    for c in range(k):
+        images = sample_with(
+            prior, vqvae, per_class, generator=g, label=c, temperature=temperature, top_k=top_k
+        )  # (per_class, 1, 28, 28)
+        fractions.append(float((features.classify(images) == c).double().mean()))
+    return {
+        "per_class": fractions,
+        "mean": sum(fractions) / k,
+        "n_per_class": per_class,
+        "n_samples": per_class * k,
+        "test_accuracy": features.accuracy(data.test.x, data.test.y),
+        "n_test": len(data.test),
+        "classes": list(data.classes),
+        "seed": seed,
+        "temperature": temperature,
+        "top_k": top_k,
+        "features": features.record(),
+        "data": data_record(data),
+    }
+
+
+def _scores_wanted(
+    prior_dir: Path,
+    vqvae_dir: Path,
+    data: Dataset,
+    features: DomainFeatures,
+    n: int,
+    seed: int,
+    temperature: float,
+    top_k: int | None,
+) -> dict[str, dict[str, Any]]:
+    """Per score section, what it is measured from (kept in the section as ``scored_from``):
+    the ceiling depends on the VQ-VAE only, the others on the prior and its settings too."""
+    ceiling = {
+        "vqvae_weights_sha256": weights_hash(vqvae_dir / MODEL),
+        "n": n,
+        "seed": seed,
+        "features_sha256": features.sha256,
+        "data_fingerprint": data.fingerprint(),
+    }
+    prior = {
+        **ceiling,
+        "prior_weights_sha256": weights_hash(prior_dir / MODEL),
+        "temperature": temperature,
+        "top_k": top_k,
+    }
+    return {"samples": prior, "ceiling": ceiling, "class_accuracy": prior}
+
+
+def score_pipeline(
+    prior_dir: str | os.PathLike,
+    vqvae_dir: str | os.PathLike,
+    data: Dataset,
+    features: DomainFeatures,
+    n: int = EvalOptions.n,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Score stage 4 on ``features`` and return the sections {samples, ceiling, class_accuracy}.
+
+    - ``samples``: FID, KID, precision/recall and class coverage of ``n`` images of
+      the prior (at ``temperature``, ``top_k``) decoded by the VQ-VAE, as ``aegen eval
+      PRIOR --vqvae VQVAE`` scores them; merged into the prior's metrics.json.
+    - ``ceiling``: the VQ-VAE's own test reconstructions scored the same way
+      (:class:`~aegen.eval.evaluate.ReconstructionSampler`), what a prior drawing the
+      test set's own codes would reach; into the VQ-VAE's metrics.json.
+    - ``class_accuracy`` (conditional priors only): :func:`class_accuracy` with
+      ``n // classes`` grids per class (at least 1); into the prior's metrics.json.
+
+    A section already in metrics.json with the same ``scored_from`` (weights, ``n``,
+    seed, feature network, data, sampling settings) is kept, not computed again.
+    """
+    prior_dir, vqvae_dir = Path(prior_dir), Path(vqvae_dir)
+    say = log or (lambda _msg: None)
+    want = _scores_wanted(prior_dir, vqvae_dir, data, features, n, seed, temperature, top_k)
+    names = _score_names(prior_dir)
+    out = _stored(prior_dir, vqvae_dir, want)
+    if len(out) == len(names):
+        return out
+    prior, vqvae = load_prior(prior_dir), load(vqvae_dir, family="vqvae").eval()
+    options = EvalOptions(n=n, seed=seed, temperature=temperature, vqvae_dir=str(vqvae_dir))
+    if "ceiling" not in out:
+        say(f"  the ceiling: {n} of the VQ-VAE's test reconstructions, scored as samples")
+        ev = evaluate_run(
+            vqvae_dir,
+            data,
+            features,
+            EvalOptions(n=n, seed=seed),
+            progress=progress,
+            sampler=ReconstructionSampler(vqvae, data.test),
+            model=vqvae,
+            only=("samples",),
+        )
+        out["ceiling"] = {**ev.sections["samples"], "scored_from": want["ceiling"]}
+        update_metrics_json(vqvae_dir, {"ceiling": out["ceiling"]})
+    fresh = {}
+    if "samples" not in out:
+        say(f"  the samples: {n} images of the prior")
+        ev = evaluate_run(
+            prior_dir,
+            data,
+            features,
+            options,
+            progress=progress,
+            sampler=lambda m, g: sample_with(
+                prior, vqvae, m, generator=g, temperature=temperature, top_k=top_k
+            ),
+            only=("samples",),
+        )
+        fresh["samples"] = {
+            **ev.sections["samples"],
+            "top_k": top_k,
+            "scored_from": want["samples"],
+        }
+        # the first images scored, where `aegen eval` puts them: the report shows them
+        save_grid(ensure_dir(prior_dir / "samples") / "scored_samples.png", ev.samples)
+    if "class_accuracy" in names and "class_accuracy" not in out:
+        per_class = max(1, n // prior.config.num_classes)
+        say(f"  class accuracy: {per_class} images for each of {prior.config.num_classes} labels")
+        section = class_accuracy(prior, vqvae, features, data, per_class, seed, temperature, top_k)
+        fresh["class_accuracy"] = {**section, "scored_from": want["class_accuracy"]}
+    if fresh:
+        update_metrics_json(prior_dir, fresh)  # both sections in one atomic write
+    return {s: {**out, **fresh}[s] for s in names}
+
+
+def _score_names(prior_dir: Path) -> tuple[str, ...]:
+    """The score sections a prior gets: class accuracy only when it takes labels."""
+    conditional = load_config(prior_dir).get("model_config", {}).get("num_classes", 0)
+    return SCORE_SECTIONS if conditional else SCORE_SECTIONS[:2]
+
+
+def stored_scores(
+    prior_dir: str | os.PathLike,
+    vqvae_dir: str | os.PathLike,
+    data: Dataset,
+    features: DomainFeatures,
+    n: int = EvalOptions.n,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The sections of :func:`score_pipeline` that the two metrics.json files already hold
+    for these very weights and settings (the others it would compute)."""
+    prior_dir, vqvae_dir = Path(prior_dir), Path(vqvae_dir)
+    want = _scores_wanted(prior_dir, vqvae_dir, data, features, n, seed, temperature, top_k)
+    return _stored(prior_dir, vqvae_dir, want)
+
+
+def _stored(
+    prior_dir: Path, vqvae_dir: Path, want: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    have = {"prior": read_metrics_json(prior_dir), "vqvae": read_metrics_json(vqvae_dir)}
+    out = {}
+    for name in _score_names(prior_dir):
+        section = have["vqvae" if name == "ceiling" else "prior"].get(name)
+        if isinstance(section, dict) and section.get("scored_from") == want[name]:
+            out[name] = section
+    return out
+
+
+def score_lines(scores: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per score section of :func:`score_pipeline`, as the pipeline prints them."""
+    lines = []
+    for name, what in (
+        ("samples", "samples"),
+        ("ceiling", "ceiling (VQ-VAE test reconstructions)"),
+    ):
+        if s := scores.get(name):
+            lines.append(
+                f"{what}: FID {s['fid']:.3f}, precision {s['precision']:.3f}, "
+                f"recall {s['recall']:.3f} ({s['n_samples']} images)"
+            )
+    if c := scores.get("class_accuracy"):
+        lines.append(
+            f"class accuracy: {100 * c['mean']:.1f}% of the samples drawn for a label are "
+            f"classified as it ({c['n_per_class']} per class; the feature network gets "
+            f"{100 * c['test_accuracy']:.1f}% of the test images right)"
+        )
+    return lines
+
+
 # =========================================================================== all four
 
 
@@ -410,12 +638,19 @@ def run_pipeline(
     top_k: int | None = None,
     conditional: bool = True,
     progress: bool = True,
+    features_dir: str | os.PathLike | None = None,
+    eval_n: int = EvalOptions.n,
 ) -> dict[str, Any]:
     """All four stages into ``out_dir``/{vqvae,codes,prior,samples}; returns a summary.
 
     ``overrides`` are ``vqvae.model.K=V``, ``vqvae.train.K=V``, ``prior.model.K=V``,
     ``prior.train.K=V``. Run it again after an interruption: finished stages whose
     inputs are unchanged are skipped, an interrupted training resumes.
+
+    Stage 4 ends with :func:`score_pipeline` on ``eval_n`` images (0: no scores) when a
+    feature network is there: ``features_dir``, else the data set's default one
+    (``aegen features train``); without one the scores are skipped, with a line that
+    says how to train it. The summary holds them under ``scores``.
     """
     quiet = False  # the one line per stage is always shown; progress bars follow `progress`
     out = Path(out_dir)
@@ -431,6 +666,12 @@ def run_pipeline(
         data_dir=data_dir,
     )
     dataset = data_from_config(vq_run.data)
+    if eval_n != 0 and eval_n < MIN_SAMPLES:
+        raise UserError(f"--eval-n must be 0 (no scores) or at least {MIN_SAMPLES}, got {eval_n}")
+    # the feature network is found and checked now, not after three stages have trained
+    features = find_features(dataset.name, features_dir) if eval_n else None
+    if features is not None:
+        features.check_data(dataset.name)
     # the prior's settings are checked now, not after stage 1 has trained
     grid = (vq_run.model_config.num_codes, VQ_GRID, dataset.num_classes)
     prior_run_config(prior, grid, prior_over, conditional, epochs=prior_epochs, seed=seed)
@@ -513,5 +754,24 @@ def run_pipeline(
         )
         atomic_write_json(record, info)
     summary["samples"] = str(png)
+
+    # ---- stage 4, scored
+    if features is not None:
+        scored_with = f"{eval_n} images, features {features.sha256[:12]}"
+        args = (dirs["prior"], dirs["vqvae"], dataset, features, eval_n, seed, temperature, top_k)
+        if len(stored_scores(*args)) == len(_score_names(dirs["prior"])):
+            _log(f"stage 4/4: scores ({scored_with}) match; skipped", quiet)
+        else:
+            _log(f"stage 4/4: scoring the samples against their ceiling ({scored_with})", quiet)
+        summary["scores"] = score_pipeline(
+            *args, progress=progress, log=lambda msg: _log(msg, quiet)
+        )
+    elif eval_n:
+        _log(
+            f"stage 4/4: no feature network for {dataset.name} in "
+            f"{default_features_dir(dataset.name)}; scoring skipped (train one with "
+            f"'aegen features train --data {dataset.name}', or pass --features DIR)",
+            quiet,
+        )
     atomic_write_json(out / "summary.json", summary)
     return summary

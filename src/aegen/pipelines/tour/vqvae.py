@@ -119,6 +119,7 @@ def run(t: Tour, d: Path) -> PartResult:
         prior_epochs=b.prior_epochs,
         seed=t.seed,
         progress=t.progress,
+        eval_n=0,  # the part scores with the tour's own feature network and sample count
     )
     vq_dir = d / "vqvae"
     vq = load(vq_dir).eval()
