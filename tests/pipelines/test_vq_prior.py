@@ -16,6 +16,7 @@ import aegen
 from aegen.checkpoint import MODEL, load, load_config, save_model, weights_hash
 from aegen.data.loader import to_float
 from aegen.eval.evaluate import EvalOptions, ReconstructionSampler, evaluate_run
+from aegen.eval.metrics import frechet_distance
 from aegen.pipelines import vq_prior
 from aegen.pipelines.vq_prior import fid_against_steps, load_codes, run_pipeline, sample_images
 from aegen.runs import data_from_config, run_config_from_json
@@ -34,7 +35,10 @@ TINY = [
     "prior.train.warmup_steps=0",
     "prior.train.lr=3e-3",
 ]
-ARGS = dict(prior="transformer", data="synthetic", limit=600, vqvae_epochs=3, prior_epochs=3, n=12)
+ARGS = dict(
+    prior="transformer", data="synthetic", limit=600, vqvae_epochs=3, prior_epochs=3, n=12,
+    temperature=1.0,
+)  # fmt: skip
 
 
 def _pipeline(out, capsys=None):
@@ -61,6 +65,7 @@ def done(tmp_path_factory):
 def _cli_args(out):
     args = ["pipeline", "vqvae", "--data", "synthetic", "--limit", "600", "--out", out]
     args += ["--prior", "transformer", "--vqvae-epochs", "3", "--prior-epochs", "3", "--n", "12"]
+    args += ["--temperature", "1"]
     for s in TINY:
         args += ["--set", s]
     return args + ["--quiet"]
@@ -620,3 +625,49 @@ def test_report_shows_the_ceiling_beside_the_samples(scored, tmp_path, cli):
     r = cli("report", copy / "prior", "--out", tmp_path / "changed.html")
     assert r.code == 0, r.err
     assert 'data-metric="ceiling.fid"' not in (tmp_path / "changed.html").read_text()
+
+
+def test_auto_temperature_is_the_lowest_fid_on_validation_images(scored, tmp_path, tiny_features):
+    """`temperature=None` (the CLI's auto) scores each candidate on validation images, samples
+    and scores at the best one, and keeps the choice for a rerun."""
+    out = tmp_path / "run"
+    shutil.copytree(scored[0], out)
+    args = {**ARGS, "temperature": None}
+    summary = run_pipeline(
+        out, overrides=TINY, progress=False, features_dir=tiny_features.directory,
+        eval_n=EVAL_N, **args,
+    )  # fmt: skip
+    choice = summary["temperature_choice"]
+    fids = {float(t): f for t, f in choice["fid_on_val"].items()}
+    assert sorted(fids) == list(vq_prior.TEMPERATURES)
+    assert summary["temperature"] == choice["temperature"] == min(fids, key=fids.__getitem__)
+    assert choice["split"] == "val" and choice["n"] == EVAL_N
+    # one candidate recomputed: the same seeded draws against validation, not test, images
+    data = _pipeline_data(out)
+    prior, vq = vq_prior.load_prior(out / "prior"), load(out / "vqvae", family="vqvae").eval()
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(data.val), generator=g)[:EVAL_N]
+
+    def sampler(k, gen):
+        return vq_prior.sample_with(prior, vq, k, generator=gen, temperature=0.9)
+
+    fake = tiny_features.embed(vq_prior.draw_samples(sampler, EVAL_N, 0))
+    assert fids[0.9] == frechet_distance(tiny_features.embed(data.val.x[idx]), fake)
+    assert fids[0.9] != frechet_distance(tiny_features.embed(data.test.x[:EVAL_N]), fake)
+    # the samples are scored at the chosen temperature, and the choice is kept
+    m = json.loads((out / "prior" / "metrics.json").read_text())
+    assert m["samples"]["temperature"] == choice["temperature"]
+    assert m["temperature_choice"]["temperature"] == choice["temperature"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(vq_prior, "load_prior", lambda *a, **k: pytest.fail("chosen again"))
+        again = vq_prior.choose_temperature(
+            out / "prior", out / "vqvae", data, tiny_features, n=EVAL_N
+        )
+    assert again == m["temperature_choice"]
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "warm"])
+def test_a_bad_temperature_is_one_error_line(cli, tmp_path, bad):
+    r = cli("pipeline", "vqvae", "--data", "synthetic", "--out", tmp_path / "x", "--temperature", bad)
+    assert r.code == 2 and r.err.count("\n") == 1 and "--temperature" in r.err, r.err
+    assert not (tmp_path / "x").exists()

@@ -16,6 +16,7 @@ __all__ = [
     "nonneg_int",
     "positive_float",
     "positive_int",
+    "temperature_arg",
 ]
 
 
@@ -59,6 +60,11 @@ def positive_float(text: str) -> float:
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {v}")
     return v
+
+
+def temperature_arg(text: str) -> float | None:
+    """A positive temperature, or ``auto`` (None: the caller chooses)."""
+    return None if text == "auto" else positive_float(text)
 
 
 def nonneg_float(text: str) -> float:

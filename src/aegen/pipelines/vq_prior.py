@@ -48,10 +48,12 @@ from ..eval.evaluate import (
     EvalOptions,
     ReconstructionSampler,
     data_record,
+    draw_samples,
     evaluate_run,
 )
 from ..eval.features import DomainFeatures, default_features_dir, find_features
 from ..eval.metrics import (
+    frechet_distance,
     read_metrics_json,
     update_metrics_json,
 )
@@ -82,6 +84,7 @@ __all__ = [
     "encode_run",
     "encode_split",  # re-exported from aegen.data.codes
     "fid_against_steps",
+    "choose_temperature",
     "generate",
     "load_codes",  # re-exported from aegen.data.codes
     "load_prior",  # re-exported from aegen.prior_runs
@@ -391,6 +394,73 @@ def fid_against_steps(
     )
 
 
+# ================================================================ stage 4: the temperature
+
+# what `--temperature auto` chooses from, and on how many validation images
+TEMPERATURES = (0.8, 0.9, 1.0)
+CHOICE_N = 2000
+
+
+def choose_temperature(
+    prior_dir: str | os.PathLike,
+    vqvae_dir: str | os.PathLike,
+    data: Dataset,
+    features: DomainFeatures,
+    candidates: tuple[float, ...] = TEMPERATURES,
+    n: int = CHOICE_N,
+    seed: int = 0,
+    top_k: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The sampling temperature with the lowest FID against the **validation** images.
+
+    At each of ``candidates``, ``n`` images of the prior (random classes, one generator
+    seeded with ``seed`` per temperature) are compared with ``n`` validation images on
+    the domain features; the test split, which the reported scores use, is not looked at.
+    The choice is kept in the prior's metrics.json (``temperature_choice``, with the
+    FID of every candidate) and reused while the weights, data and network are the same.
+    """
+    prior_dir, vqvae_dir = Path(prior_dir), Path(vqvae_dir)
+    m = min(n, len(data.val))
+    if m < MIN_SAMPLES:
+        raise UserError(f"choosing a temperature needs {MIN_SAMPLES} validation images, got {m}")
+    want = {
+        "prior_weights_sha256": weights_hash(prior_dir / MODEL),
+        "vqvae_weights_sha256": weights_hash(vqvae_dir / MODEL),
+        "features_sha256": features.sha256,
+        "data_fingerprint": data.fingerprint(),
+        "n": m,
+        "seed": seed,
+        "candidates": [float(t) for t in candidates],
+        "top_k": top_k,
+    }
+    stored = read_metrics_json(prior_dir).get("temperature_choice", {})
+    if stored.get("scored_from") == want:
+        return stored
+    say = log or (lambda _msg: None)
+    say(f"  the temperature: FID of {m} samples against {m} validation images at {candidates}")
+    prior, vqvae = load_prior(prior_dir), load(vqvae_dir, family="vqvae").eval()
+    g = torch.Generator().manual_seed(seed)
+    real = features.embed(data.val.x[torch.randperm(len(data.val), generator=g)[:m]])
+    fids = {}
+    for t in candidates:
+
+        def sampler(k: int, gen: torch.Generator, t: float = t) -> torch.Tensor:
+            return sample_with(prior, vqvae, k, generator=gen, temperature=t, top_k=top_k)
+
+        fids[float(t)] = frechet_distance(real, features.embed(draw_samples(sampler, m, seed)))
+    best = min(fids, key=fids.__getitem__)
+    section = {
+        "temperature": best,
+        "fid_on_val": {str(t): f for t, f in fids.items()},
+        "split": "val",
+        "n": m,
+        "scored_from": want,
+    }
+    update_metrics_json(prior_dir, {"temperature_choice": section})
+    return section
+
+
 # =========================================================================== stage 4: scores
 
 SCORE_SECTIONS = ("samples", "ceiling", "class_accuracy")
@@ -634,7 +704,7 @@ def run_pipeline(
     prior_epochs: int | None = None,
     seed: int = 0,
     n: int = 100,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     top_k: int | None = None,
     conditional: bool = True,
     progress: bool = True,
@@ -651,6 +721,10 @@ def run_pipeline(
     feature network is there: ``features_dir``, else the data set's default one
     (``aegen features train``); without one the scores are skipped, with a line that
     says how to train it. The summary holds them under ``scores``.
+
+    ``temperature=None`` ("auto") samples and scores at the temperature
+    :func:`choose_temperature` picks on the validation images when there is a feature
+    network and ``eval_n`` is not 0, else at 1.
     """
     quiet = False  # the one line per stage is always shown; progress bars follow `progress`
     out = Path(out_dir)
@@ -737,7 +811,19 @@ def run_pipeline(
             )
     summary["prior"] = read_metrics_json(dirs["prior"]).get("prior", {})
 
-    # ---- stage 4: samples
+    # ---- stage 4: samples, at the temperature chosen on the validation images
+    if temperature is None:
+        temperature = 1.0
+        if features is not None:
+            choice = choose_temperature(
+                dirs["prior"], dirs["vqvae"], dataset, features, n=min(CHOICE_N, eval_n),
+                seed=seed, top_k=top_k, log=lambda msg: _log(msg, quiet),
+            )  # fmt: skip
+            temperature = choice["temperature"]
+            fids = ", ".join(f"{t}: {f:.1f}" for t, f in choice["fid_on_val"].items())
+            _log(f"stage 4/4: temperature {temperature} (FID on validation images {fids})", quiet)
+            summary["temperature_choice"] = choice
+    summary["temperature"] = temperature
     png, record = dirs["samples"] / "samples.png", dirs["samples"] / "samples.json"
     wanted = samples_record(dirs["prior"], dirs["vqvae"], n, seed, None, temperature, top_k)
     done = False
