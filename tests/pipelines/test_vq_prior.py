@@ -668,6 +668,8 @@ def test_auto_temperature_is_the_lowest_fid_on_validation_images(scored, tmp_pat
 
 @pytest.mark.parametrize("bad", ["0", "-1", "warm"])
 def test_a_bad_temperature_is_one_error_line(cli, tmp_path, bad):
-    r = cli("pipeline", "vqvae", "--data", "synthetic", "--out", tmp_path / "x", "--temperature", bad)
+    r = cli(
+        "pipeline", "vqvae", "--data", "synthetic", "--out", tmp_path / "x", "--temperature", bad
+    )
     assert r.code == 2 and r.err.count("\n") == 1 and "--temperature" in r.err, r.err
     assert not (tmp_path / "x").exists()
