@@ -55,7 +55,7 @@ def sample_images(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``n`` new images (n, 1, 28, 28) in [0, 1] from the prior and VQ-VAE run directories.
 
-    ``kw`` goes to the prior's ``sample`` (label, temperature, top_k, use_cache).
+    ``kw`` goes to the prior's ``sample`` (label, temperature, top_k, use_cache, guidance).
     A prior trained on another VQ-VAE's codes is refused. ``return_codes=True``
     also returns the (n, H, W) code grids. Both directories are loaded on every
     call; to sample repeatedly, load them once and call

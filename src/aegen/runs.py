@@ -20,12 +20,12 @@ from typing import Any
 import torch
 
 from .checkpoint import CONFIG, TRAIN_STATE, load_config, read_train_state, write_config
-from .config import DataConfig, RunConfig, TrainConfig, apply_overrides, from_dict
+from .config import DataConfig, RunConfig, TrainConfig, apply_overrides, from_dict, to_dict
 from .data.datasets import Dataset, load_data
 from .data.loader import to_float
 from .distributed import barrier
 from .distributed import context as dist_context
-from .errors import CheckpointError, UserError
+from .errors import CheckpointError, ConfigError, UserError
 from .eval.evaluate import EvalOptions, evaluate_run
 from .eval.metrics import reconstruction_metrics, update_metrics_json
 from .eval.vae import write_vae_report
@@ -318,6 +318,16 @@ def settings_differ(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> s
     return None
 
 
+def _model_settings(name: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """A ``model_config`` with the defaults of keys added since it was written, so that a run
+    from before a new setting compares equal to the same run configured now (at the
+    default); as it is when it does not build (the refusal is then elsewhere)."""
+    try:
+        return to_dict(from_dict(entry(str(name)).config_cls, values, "model"))
+    except ConfigError:
+        return values
+
+
 def stage_state(out: Path, want: dict[str, Any], keys: tuple[str, ...], what: str) -> str:
     """'fresh', 'resume' or 'done' for a training stage's directory; refuses other settings."""
     if not (out / CONFIG).is_file():
@@ -328,6 +338,8 @@ def stage_state(out: Path, want: dict[str, Any], keys: tuple[str, ...], what: st
         picked = {k: cfg.get(k) for k in keys}
         if isinstance(picked.get("codes"), dict):  # which codes, not where they are
             picked["codes"] = {k: v for k, v in picked["codes"].items() if k != "dir"}
+        if isinstance(picked.get("model_config"), dict):
+            picked["model_config"] = _model_settings(cfg.get("model"), picked["model_config"])
         return picked
 
     diff = settings_differ(settings(stored), settings(want))

@@ -6,7 +6,7 @@ import argparse
 
 from ..pipelines.vq_prior import generate, prior_matches_vqvae
 from ._common import output_file
-from .argtypes import nonneg_int, positive_float, positive_int
+from .argtypes import nonneg_float, nonneg_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:
@@ -24,6 +24,15 @@ def add_parser(sub) -> None:
     p.add_argument("--label", type=nonneg_int, default=None, help="class to generate")
     p.add_argument("--temperature", type=positive_float, default=1.0)
     p.add_argument("--top-k", type=positive_int, default=None, help="sample among the K likeliest")
+    p.add_argument(
+        "--guidance",
+        type=nonneg_float,
+        default=1.0,
+        metavar="W",
+        help="classifier-free guidance weight (1, the default: the conditional prior; 0: the "
+        "unconditional one; above 1: more typical of the class); needs a prior trained with "
+        "model.label_dropout > 0",
+    )
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument(
         "--no-cache", action="store_true", help="recompute every step (slower; same samples)"
@@ -44,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         top_k=args.top_k,
         use_cache=not args.no_cache,
+        guidance=args.guidance,
     )
     print(f"wrote {out} and {out.with_suffix('.npy')} ({args.n} images)")
     return 0

@@ -8,7 +8,7 @@ from ..eval.evaluate import MIN_SAMPLES, EvalOptions
 from ..pipelines.vq_prior import prior_score_line, run_pipeline, score_lines
 from ..registry import available
 from ._common import add_data_args
-from .argtypes import nonneg_int, positive_int, temperature_arg
+from .argtypes import nonneg_float, nonneg_int, positive_int, temperature_arg
 
 
 def add_parser(sub) -> None:
@@ -38,6 +38,14 @@ def add_parser(sub) -> None:
         "FID on validation images, when there is a feature network (else 1)",
     )
     p.add_argument("--top-k", type=positive_int, default=None)
+    p.add_argument(
+        "--guidance",
+        type=nonneg_float,
+        default=1.0,
+        metavar="W",
+        help="classifier-free guidance weight of the samples (default 1: the conditional "
+        "prior; 0: unconditional); needs --set prior.model.label_dropout=P with P > 0",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -83,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         features_dir=args.features,
         eval_n=args.eval_n,
+        guidance=args.guidance,
     )
     c, pr = s["codes"], s["prior"]
     print(

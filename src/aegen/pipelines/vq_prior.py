@@ -62,6 +62,7 @@ from ..files import atomic_write_bytes, atomic_write_json, ensure_dir, npy_bytes
 from ..models.abilities import ScoresCodeLikelihood
 from ..models.vqvae import GRID as VQ_GRID
 from ..prior_runs import load_prior, prior_matches_vqvae, sample_images
+from ..priors.base import check_guidance
 from ..priors.maskgit import MaskGITPrior
 from ..priors.sampling import sample_codes, sample_with
 from ..quantize import entropy_bits
@@ -325,6 +326,7 @@ def generate(
     temperature: float = 1.0,
     top_k: int | None = None,
     use_cache: bool = True,
+    guidance: float = 1.0,
 ) -> dict[str, Any]:
     """Stage 4: sample ``n`` images into a PNG grid, the codes beside it (same name, .npy)."""
     out_png = Path(out_png)
@@ -339,10 +341,11 @@ def generate(
         temperature=temperature,
         top_k=top_k,
         use_cache=use_cache,
+        guidance=guidance,
     )
     save_grid(out_png, images, nrow=min(10, n))
     atomic_write_bytes(out_png.with_suffix(".npy"), npy_bytes(codes.numpy().astype(np.uint16)))
-    return samples_record(prior_dir, vqvae_dir, n, seed, label, temperature, top_k)
+    return samples_record(prior_dir, vqvae_dir, n, seed, label, temperature, top_k, guidance)
 
 
 def samples_record(
@@ -353,9 +356,13 @@ def samples_record(
     label: int | None,
     temperature: float,
     top_k: int | None,
+    guidance: float = 1.0,
 ) -> dict[str, Any]:
-    """What a stage-4 picture was drawn from and with: both models' weights and the settings."""
-    return {
+    """What a stage-4 picture was drawn from and with: both models' weights and the settings.
+
+    ``guidance`` is recorded when it is not 1, so records written before it still match.
+    """
+    record = {
         "prior_weights_sha256": weights_hash(Path(prior_dir) / MODEL),
         "vqvae_weights_sha256": weights_hash(Path(vqvae_dir) / MODEL),
         "n": n,
@@ -364,6 +371,9 @@ def samples_record(
         "temperature": temperature,
         "top_k": top_k,
     }
+    if guidance != 1.0:
+        record["guidance"] = guidance
+    return record
 
 
 def fid_against_steps(
@@ -710,6 +720,7 @@ def run_pipeline(
     progress: bool = True,
     features_dir: str | os.PathLike | None = None,
     eval_n: int = EvalOptions.n,
+    guidance: float = 1.0,
 ) -> dict[str, Any]:
     """All four stages into ``out_dir``/{vqvae,codes,prior,samples}; returns a summary.
 
@@ -724,7 +735,9 @@ def run_pipeline(
 
     ``temperature=None`` ("auto") samples and scores at the temperature
     :func:`choose_temperature` picks on the validation images when there is a feature
-    network and ``eval_n`` is not 0, else at 1.
+    network and ``eval_n`` is not 0, else at 1. ``guidance`` W != 1 (classifier-free
+    guidance, a prior trained with ``prior.model.label_dropout`` > 0) applies to the
+    samples of stage 4; the temperature choice and the scores still sample at W = 1.
     """
     quiet = False  # the one line per stage is always shown; progress bars follow `progress`
     out = Path(out_dir)
@@ -748,7 +761,8 @@ def run_pipeline(
         features.check_data(dataset.name)
     # the prior's settings are checked now, not after stage 1 has trained
     grid = (vq_run.model_config.num_codes, VQ_GRID, dataset.num_classes)
-    prior_run_config(prior, grid, prior_over, conditional, epochs=prior_epochs, seed=seed)
+    planned = prior_run_config(prior, grid, prior_over, conditional, epochs=prior_epochs, seed=seed)
+    check_guidance(planned.model_config, guidance)
     ensure_dir(out)
     dirs = {s: out / s for s in ("vqvae", "codes", "prior", "samples")}
     summary: dict[str, Any] = {"dir": str(out)}
@@ -825,7 +839,9 @@ def run_pipeline(
             summary["temperature_choice"] = choice
     summary["temperature"] = temperature
     png, record = dirs["samples"] / "samples.png", dirs["samples"] / "samples.json"
-    wanted = samples_record(dirs["prior"], dirs["vqvae"], n, seed, None, temperature, top_k)
+    wanted = samples_record(
+        dirs["prior"], dirs["vqvae"], n, seed, None, temperature, top_k, guidance
+    )
     done = False
     if record.is_file() and png.is_file() and png.with_suffix(".npy").is_file():
         with contextlib.suppress(OSError, json.JSONDecodeError):
@@ -836,8 +852,9 @@ def run_pipeline(
         _log(f"stage 4/4: sampling {n} images into {png}", quiet)
         ensure_dir(dirs["samples"])
         info = generate(
-            dirs["prior"], dirs["vqvae"], n, png, seed=seed, temperature=temperature, top_k=top_k
-        )
+            dirs["prior"], dirs["vqvae"], n, png, seed=seed, temperature=temperature,
+            top_k=top_k, guidance=guidance,
+        )  # fmt: skip
         atomic_write_json(record, info)
     summary["samples"] = str(png)
 

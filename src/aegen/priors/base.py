@@ -11,11 +11,20 @@ code indices in raster order (row by row, left to right), t = 0 … H·W − 1.
   logging ``nll_bits`` (the same in bits per code). ``batch.x`` holds the codes
   (B, H, W) as int64 and ``batch.y`` the labels, so the shared Trainer trains it.
 - ``nll_bits(codes, labels)``: held-out negative log-likelihood in bits per code.
-- ``sample(n, generator, label, temperature, top_k, use_cache)`` → (n, H, W) long.
+- ``sample(n, generator, label, temperature, top_k, use_cache, guidance)`` → (n, H, W) long.
 
 Sampling draws one uniform number per image and step from ``generator`` and
 inverts the CDF, so cached and uncached sampling consume the same random numbers
 and give the same codes.
+
+Classifier-free guidance (Ho & Salimans, 2022). A conditional prior trained with
+``label_dropout`` p > 0 sees, in a fraction p of its training grids, a "no label"
+class (index C, one more class embedding) instead of the true label, so the one
+network is also the unconditional prior. Sampling with ``guidance`` W draws each
+code from the logits l_u + W·(l_c − l_u), l_c the conditional and l_u the no-label
+logits at that position (both from one batch of 2n grids), before temperature and
+top-k: W = 1 is the conditional prior (one pass), W = 0 the unconditional one, and
+W > 1 leans further towards what makes the class likely.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from ..config import bounded
 from ..data.loader import Batch
 from ..errors import UserError
 
-__all__ = ["CodePrior", "Prior", "PriorConfig", "check_sampling", "draw"]
+__all__ = ["CodePrior", "Prior", "PriorConfig", "check_guidance", "check_sampling", "draw", "guide"]
 
 LN2 = math.log(2.0)
 
@@ -45,6 +54,8 @@ class PriorConfig:
     height: int = bounded(7, ge=1)  # H
     width: int = bounded(7, ge=1)  # W
     num_classes: int = bounded(0, ge=0)  # > 0: class-conditional
+    # conditional: train with the "no label" class this often (> 0 enables guidance)
+    label_dropout: float = bounded(0.0, ge=0, lt=1)
 
 
 def draw(
@@ -76,6 +87,31 @@ def check_sampling(temperature: float, top_k: int | None) -> None:
         raise UserError(f"top-k must be at least 1, got {top_k}")
 
 
+def check_guidance(config: PriorConfig, guidance: float) -> None:
+    """Refuse, with one line, a guidance weight W that a prior of ``config`` cannot sample with.
+
+    W must be finite and >= 0; W != 1 needs a conditional prior whose "no label" class
+    was trained (``label_dropout`` > 0): otherwise l_u comes from an untrained embedding.
+    """
+    if not (math.isfinite(guidance) and guidance >= 0):
+        raise UserError(f"guidance must be a finite number >= 0, got {guidance}")
+    if guidance == 1.0:
+        return
+    if config.num_classes == 0:
+        raise UserError("this prior was trained without labels; guidance other than 1 needs them")
+    if config.label_dropout == 0:
+        raise UserError(
+            "this prior never trained its no-label class (model.label_dropout=0); guidance "
+            "other than 1 needs it: train with prior.model.label_dropout=0.1, say"
+        )
+
+
+def guide(logits: torch.Tensor, guidance: float) -> torch.Tensor:
+    """(2n, …) logits, the conditional rows then the no-label ones → (n, …): l_u + W·(l_c − l_u)."""
+    cond, uncond = logits.chunk(2)
+    return uncond + guidance * (cond - uncond)
+
+
 class CodePrior(nn.Module):
     """What every prior over code grids shares, autoregressive or not: the grid, the
     labels it is trained and sampled with, and ``family = "prior"``."""
@@ -94,6 +130,32 @@ class CodePrior(nn.Module):
     @property
     def conditional(self) -> bool:
         return self.config.num_classes > 0
+
+    @property
+    def label_rows(self) -> int:
+        """Rows of a class embedding: the C classes, and the "no label" one (index C) when
+        ``label_dropout`` trains it (without, the weights of older runs still fit)."""
+        c = self.config
+        return c.num_classes + (c.num_classes > 0 and c.label_dropout > 0)
+
+    def drop_labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """In training, each label replaced by "no label" (C) with probability ``label_dropout``.
+
+        The mask comes from the global RNG, which the Trainer checkpoints, so a resumed
+        run draws the same masks; nothing is drawn when p = 0 or outside training.
+        """
+        p = self.config.label_dropout
+        if y is None or not self.training or p == 0:
+            return y
+        drop = torch.rand(y.shape[0], device=y.device) < p
+        return y.masked_fill(drop, self.config.num_classes)
+
+    def with_no_label(self, y: torch.Tensor | None, guidance: float) -> torch.Tensor | None:
+        """The labels a sampling batch runs with: (n,) as they are for W = 1, else (2n,), the
+        labels then n times "no label" (see :func:`guide`)."""
+        if y is None or guidance == 1.0:
+            return y
+        return torch.cat([y, torch.full_like(y, self.config.num_classes)])
 
     def _labels(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
         if not self.conditional:
@@ -137,7 +199,8 @@ class Prior(CodePrior):
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, Any]]:
         """Cross-entropy in nats per code (mean over codes and batch); logs ``nll_bits``."""
         codes = batch.x.long()  # (B, H, W)
-        logits = self(codes, self._labels(batch.y, codes.shape[0]))  # (B, K, H, W)
+        y = self.drop_labels(self._labels(batch.y, codes.shape[0]))
+        logits = self(codes, y)  # (B, K, H, W)
         nll = F.cross_entropy(logits.float(), codes)
         return nll, {"nll_bits": nll.detach() / LN2}
 
@@ -183,24 +246,32 @@ class Prior(CodePrior):
         temperature: float = 1.0,
         top_k: int | None = None,
         use_cache: bool = True,
+        guidance: float = 1.0,
     ) -> torch.Tensor:
         """``n`` code grids (n, H, W) long, drawn position by position in raster order.
 
         ``label``: a class (or (n,) classes) for a conditional prior; None draws
         classes uniformly. ``use_cache=False`` recomputes every step from the codes
-        so far (the reference the cache is tested against).
+        so far (the reference the cache is tested against). ``guidance`` W != 1 runs
+        each step on 2n grids, labelled and unlabelled (see the module docstring).
         """
         check_sampling(temperature, top_k)
+        check_guidance(self.config, guidance)
         was = self.training
         self.eval()
         y = self._sample_labels(n, label, generator)
-        flat = torch.zeros(n, self.length, dtype=torch.long)  # (n, T)
-        cache = self.init_cache(n, y) if use_cache else None
+        yy = self.with_no_label(y, guidance)  # (n,) or (2n,)
+        m = n if yy is None else yy.shape[0]
+        flat = torch.zeros(m, self.length, dtype=torch.long)  # (m, T)
+        cache = self.init_cache(m, yy) if use_cache else None
         for t in range(self.length):
             if cache is not None:
-                logits, cache = self.step(flat[:, t - 1] if t else None, y, t, cache)
+                logits, cache = self.step(flat[:, t - 1] if t else None, yy, t, cache)
             else:
-                logits = self.prefix_logits(flat, y, t)
-            flat[:, t] = draw(logits, generator, temperature, top_k)
+                logits = self.prefix_logits(flat, yy, t)  # (m, K)
+            if m != n:
+                logits = guide(logits, guidance)  # (n, K)
+            code = draw(logits, generator, temperature, top_k)  # (n,)
+            flat[:, t] = code.repeat(m // n)  # the unlabelled copies go on from the same codes
         self.train(was)
-        return flat.view(n, *self.grid)
+        return flat[:n].view(n, *self.grid)

@@ -7,7 +7,8 @@ token (index K). The network sees the rest in both directions and predicts the
 masked codes; the loss is their cross-entropy, masked positions only. The ratio is
 drawn per grid rather than once per batch: the same schedule, with less noise
 between batches. When conditional, the label is one more token in front of the
-grid; ``label_dropout`` replaces it in training by a "no label" token (index C).
+grid; ``label_dropout`` replaces it in training by a "no label" token (index C), which
+``guidance`` W != 1 samples with (as the autoregressive priors do, :mod:`.base`).
 
 Sampling: start from an all-masked grid; at step s of S, draw a code for every
 position from the logits (``temperature``, ``top_k``), keep the codes that were
@@ -37,7 +38,7 @@ from torch import nn
 from ..config import bounded, check
 from ..data.loader import Batch
 from ..registry import register
-from .base import LN2, CodePrior, PriorConfig, check_sampling, draw
+from .base import LN2, CodePrior, PriorConfig, check_guidance, check_sampling, draw, guide
 from .transformer import Block
 
 __all__ = ["MaskGITPrior", "MaskGITPriorConfig", "mask_ratio", "masked_after"]
@@ -69,7 +70,6 @@ class MaskGITPriorConfig(PriorConfig):
     n_heads: int = bounded(4, ge=1)
     mlp_ratio: int = bounded(4, ge=1)
     dropout: float = bounded(0.0, ge=0, lt=1)  # on the residual branches, in training
-    label_dropout: float = bounded(0.0, ge=0, lt=1)  # train without the label this often
     steps: int = bounded(8, ge=1)  # sampling steps unless sample(steps=…) says otherwise
     choice_temperature: float = bounded(4.5, ge=0)  # Gumbel noise on the confidences
 
@@ -138,10 +138,7 @@ class MaskGITPrior(CodePrior):
         same weights does not change from call to call nor touch the global RNG.
         """
         codes = batch.x.long()  # (B, H, W)
-        y = self._labels(batch.y, codes.shape[0])
-        if y is not None and self.training and self.config.label_dropout > 0:
-            drop = torch.rand(y.shape[0], device=y.device) < self.config.label_dropout
-            y = y.masked_fill(drop, self.config.num_classes)
+        y = self.drop_labels(self._labels(batch.y, codes.shape[0]))
         generator = None
         if not self.training:
             generator = torch.Generator(codes.device).manual_seed(0)
@@ -186,18 +183,25 @@ class MaskGITPrior(CodePrior):
         top_k: int | None = None,
         steps: int | None = None,
         choice_temperature: float | None = None,
+        guidance: float = 1.0,
     ) -> Iterator[torch.Tensor]:
         """The grids (n, H, W) after each sampling step, K where still masked (see the module)."""
         check_sampling(temperature, top_k)
+        check_guidance(self.config, guidance)
         steps = self.config.steps if steps is None else int(steps)
         tau = self.config.choice_temperature if choice_temperature is None else choice_temperature
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         y = self._sample_labels(n, label, generator)
+        yy = self.with_no_label(y, guidance)  # (n,) or (2n,): labelled, then unlabelled
+        m = n if yy is None else yy.shape[0]
         k, t = self.config.num_codes, self.length
         cur = torch.full((n, t), self.mask_token, dtype=torch.long)  # (n, T)
         for s, keep in enumerate(masked_after(t, steps), start=1):
-            logits = self(cur.view(n, *self.grid), y).flatten(2).transpose(1, 2)  # (n, T, K)
+            grids = cur.view(n, *self.grid).repeat(m // n, 1, 1)  # (m, H, W)
+            logits = self(grids, yy).flatten(2).transpose(1, 2)  # (m, T, K)
+            if m != n:
+                logits = guide(logits, guidance)  # (n, T, K)
             drawn = draw(logits.reshape(n * t, k), generator, temperature, top_k).view(n, t)
             masked = cur == self.mask_token
             drawn = torch.where(masked, drawn, cur)  # known codes stay
@@ -223,6 +227,7 @@ class MaskGITPrior(CodePrior):
         use_cache: bool = True,
         steps: int | None = None,
         choice_temperature: float | None = None,
+        guidance: float = 1.0,
     ) -> torch.Tensor:
         """``n`` code grids (n, H, W) long in ``steps`` parallel steps (config.steps: 8).
 
@@ -232,7 +237,7 @@ class MaskGITPrior(CodePrior):
         was = self.training
         self.eval()
         *_, grids = self.unmasking(
-            n, generator, label, temperature, top_k, steps, choice_temperature
+            n, generator, label, temperature, top_k, steps, choice_temperature, guidance
         )
         self.train(was)
         return grids

@@ -93,9 +93,12 @@ def gate(x: torch.Tensor) -> torch.Tensor:
 
 
 class GatedLayer(nn.Module):
-    """One gated layer of both stacks; ``first`` (type A) has no horizontal residual."""
+    """One gated layer of both stacks; ``first`` (type A) has no horizontal residual.
 
-    def __init__(self, c: int, k: int, first: bool, num_classes: int):
+    ``label_rows``: rows of the class embedding added to the gates (0: unconditional).
+    """
+
+    def __init__(self, c: int, k: int, first: bool, label_rows: int):
         super().__init__()
         mask = "A" if first else "B"
         self.first = first
@@ -103,7 +106,7 @@ class GatedLayer(nn.Module):
         self.h = MaskedConv2d(c, 2 * c, k, "horizontal", mask)
         self.link = nn.Conv2d(2 * c, 2 * c, 1)  # vertical → horizontal; rows above only
         self.out = nn.Conv2d(c, c, 1)
-        self.cond = nn.Embedding(num_classes, 4 * c) if num_classes else None
+        self.cond = nn.Embedding(label_rows, 4 * c) if label_rows else None
 
     def forward(self, v: torch.Tensor, h: torch.Tensor, y: torch.Tensor | None):
         v_pre = self.v(v)  # (B, 2C, H, W)
@@ -126,7 +129,7 @@ class PixelCNNPrior(Prior):
         c = config
         self.tok = nn.Embedding(c.num_codes, c.d_model)
         self.layers = nn.ModuleList(
-            GatedLayer(c.d_model, c.kernel, i == 0, c.num_classes) for i in range(c.n_layers + 1)
+            GatedLayer(c.d_model, c.kernel, i == 0, self.label_rows) for i in range(c.n_layers + 1)
         )
         self.head = nn.Sequential(
             nn.ReLU(),

@@ -58,7 +58,7 @@ class PixelRNNPrior(Prior):
         self.start = nn.Parameter(torch.randn(e) * 0.02)
         self.row = nn.Parameter(torch.randn(c.height, 1, e) * 0.02)
         self.col = nn.Parameter(torch.randn(1, c.width, e) * 0.02)
-        self.cls = nn.Embedding(c.num_classes, e) if c.num_classes else None
+        self.cls = nn.Embedding(self.label_rows, e) if c.num_classes else None
         self.lstm = nn.LSTM(
             e, c.d_model, c.n_layers, batch_first=True, dropout=c.dropout if c.n_layers > 1 else 0
         )

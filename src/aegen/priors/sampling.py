@@ -65,7 +65,7 @@ def sample_with(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``n`` new images (n, 1, 28, 28) in [0, 1]: prior samples decoded by the VQ-VAE.
 
-    ``kw`` goes to the prior's ``sample`` (label, temperature, top_k, use_cache);
+    ``kw`` goes to the prior's ``sample`` (label, temperature, top_k, use_cache, guidance);
     ``return_codes=True`` also returns the (n, H, W) code grids.
     """
     check_pair(prior, vqvae)

@@ -111,7 +111,7 @@ class TransformerPrior(Prior):
         self.tok = nn.Embedding(c.num_codes, d)
         self.pos = nn.Parameter(torch.randn(self.length, d) * 0.02)  # learned positions
         self.start = nn.Parameter(torch.randn(d) * 0.02)
-        self.cls = nn.Embedding(c.num_classes, d) if c.num_classes else None
+        self.cls = nn.Embedding(self.label_rows, d) if c.num_classes else None
         self.blocks = nn.ModuleList(
             Block(d, c.n_heads, c.mlp_ratio, c.dropout) for _ in range(c.n_layers)
         )
