@@ -1,4 +1,5 @@
-"""Pictures: image grids (Pillow) and plots (matplotlib, imported only when drawing).
+"""Pictures: image grids and small charts (Pillow), and plots (matplotlib, imported only
+when drawing).
 
 Every function writes its file atomically and returns the path.
 """
@@ -24,6 +25,7 @@ __all__ = [
     "figure",
     "image_grid",
     "latent_scatter",
+    "line_chart",
     "plot_curves",
     "save_confusion",
     "save_figure",
@@ -152,20 +154,143 @@ def bar_chart(
         if n <= 20 or i % 5 == 0:
             d.text((x0 + (i + 0.5) * slot, y0 + 4), str(i), fill="black", font=font, anchor="mt")
     if hline is not None:
-        y = y_at(hline)
-        for xa in range(x0, x1, 8):
-            d.line([(xa, y), (min(xa + 4, x1), y)], fill=TAB["red"], width=1)
-        box = d.textbbox((x1 - 4, y - 3), hline_label, font=font, anchor="rd")
-        d.rectangle([box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1], fill="white")
-        d.text((x1 - 4, y - 3), hline_label, fill=TAB["red"], font=font, anchor="rd")
+        _dashed_hline(d, font, x0, x1, y_at(hline), hline_label)
+    _frame(img, d, font, (x0, x1, y0, y1), title, xlabel, ylabel)
+    return save_image(path, img)
+
+
+def _dashed_hline(d: Any, font: Any, x0: int, x1: int, y: float, label: str) -> None:
+    """A red dashed line across the plot at height ``y``, labelled at its right end."""
+    for xa in range(x0, x1, 8):
+        d.line([(xa, y), (min(xa + 4, x1), y)], fill=TAB["red"], width=1)
+    box = d.textbbox((x1 - 4, y - 3), label, font=font, anchor="rd")
+    d.rectangle([box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1], fill="white")
+    d.text((x1 - 4, y - 3), label, fill=TAB["red"], font=font, anchor="rd")
+
+
+def _frame(
+    img: Image.Image,
+    d: Any,
+    font: Any,
+    box: tuple[float, float, float, float],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+) -> None:
+    """The axes' two lines, the title, the x label and the rotated y label."""
+    from PIL import ImageDraw
+
+    x0, x1, y0, y1 = box
     d.line([(x0, y1), (x0, y0), (x1, y0)], fill="black")
-    d.text(((x0 + x1) / 2, height - 8), xlabel, fill="black", font=font, anchor="md")
-    d.text((width / 2, 10), title, fill="black", font=font, anchor="mt")
+    d.text(((x0 + x1) / 2, img.height - 8), xlabel, fill="black", font=font, anchor="md")
+    d.text((img.width / 2, 10), title, fill="black", font=font, anchor="mt")
     label = Image.new("RGB", (int(d.textlength(ylabel, font=font)) + 4, 16), "white")
     ImageDraw.Draw(label).text((2, 1), ylabel, fill="black", font=font)
     rotated = label.rotate(90, expand=True)
     img.paste(rotated, (6, int((y0 + y1) / 2 - rotated.height / 2)))
+
+
+# one colour per line of a line chart (matplotlib's tab10 without its red, kept for hlines)
+SERIES = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick values for a log axis over [lo, hi]: the powers of ten inside it, and their
+    2× and 5× when the span is under three decades (so a short axis still has ticks)."""
+    import math
+
+    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    steps = (1, 2, 5) if b - a < 3 else (1,)
+    ticks = [m * 10.0**e for e in range(a, b + 1) for m in steps]
+    inside = [t for t in ticks if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
+    return inside or [lo, hi]
+
+
+def line_chart(
+    path: str | os.PathLike,
+    series: dict[str, Sequence[tuple[float, float]]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    log_x: bool = False,
+    hline: float | None = None,
+    hline_label: str = "",
+) -> Path:
+    """Lines with a dot at each (x, y) point, one per named series, drawn with Pillow
+    alone (as :func:`bar_chart`): a legend at the top right, the y axis from 0, an
+    optional red dashed horizontal line. ``log_x`` puts x on a log scale (every x must
+    then be positive). Series colours follow :data:`SERIES` in the order given."""
+    import math
+
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=12)
+    width, height = 640, 400
+    left, right, top, bottom = 62, 16, 34, 46
+    img = Image.new("RGB", (width, height), "white")
+    d = ImageDraw.Draw(img)
+    xs = [x for pts in series.values() for x, _ in pts]
+    ys = [y for pts in series.values() for _, y in pts]
+    if log_x and any(x <= 0 for x in xs):
+        raise ValueError("a log x axis needs positive x values")
+    ticks_y = _nice_ticks(1.05 * max([*ys, hline or 0.0, 1e-9]))  # headroom for the top dot
+    x0, x1, y0, y1 = left, width - right, height - bottom, top
+    lo, hi = (min(xs), max(xs)) if xs else (1.0, 10.0)
+    if log_x:
+        lo, hi = lo / 1.25, hi * 1.25  # a margin, so no dot sits on an axis
+        fx = lambda v: math.log10(v)  # noqa: E731
+        ticks_x = _log_ticks(lo, hi)
+    else:
+        lo, hi = 0.0, _nice_ticks(hi)[-1]
+        fx = lambda v: v  # noqa: E731
+        ticks_x = _nice_ticks(hi)
+    if fx(hi) <= fx(lo):
+        hi = lo * 10 if log_x else lo + 1
+
+    def x_at(v: float) -> float:
+        return x0 + (x1 - x0) * (fx(v) - fx(lo)) / (fx(hi) - fx(lo))
+
+    def y_at(v: float) -> float:
+        return y0 - (y0 - y1) * v / ticks_y[-1]
+
+    for t in ticks_y:
+        d.line([(x0, y_at(t)), (x1, y_at(t))], fill=(225, 225, 225))
+        d.text((x0 - 6, y_at(t)), f"{t:g}", fill="black", font=font, anchor="rm")
+    for t in ticks_x:
+        d.line([(x_at(t), y0), (x_at(t), y1)], fill=(235, 235, 235))
+        d.text((x_at(t), y0 + 4), f"{t:g}", fill="black", font=font, anchor="mt")
+    if hline is not None:
+        _dashed_hline(d, font, x0, x1, y_at(hline), hline_label)
+    for pts, color in zip(series.values(), _cycle(SERIES, len(series)), strict=True):
+        at = [(x_at(x), y_at(y)) for x, y in sorted(pts)]
+        if len(at) > 1:
+            d.line(at, fill=color, width=2)
+        for x, y in at:
+            d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
+    if series:  # the legend, top right: a short line of each colour and its name
+        wide = max(int(d.textlength(name, font=font)) for name in series)
+        lx = x1 - 8 - wide
+        d.rectangle([lx - 28, y1 + 2, x1 - 2, y1 + 14 + 16 * len(series)], fill="white")
+        for i, (name, color) in enumerate(zip(series, _cycle(SERIES, len(series)), strict=True)):
+            ly = y1 + 8 + 16 * i
+            d.line([(lx - 22, ly), (lx - 6, ly)], fill=color, width=2)
+            d.text((lx, ly), name, fill="black", font=font, anchor="lm")
+    _frame(img, d, font, (x0, x1, y0, y1), title, xlabel, ylabel)
     return save_image(path, img)
+
+
+def _cycle(colors: Sequence[tuple[int, int, int]], n: int) -> list[tuple[int, int, int]]:
+    return [colors[i % len(colors)] for i in range(n)]
 
 
 def figure(width: float = 6.0, height: float = 4.0):
