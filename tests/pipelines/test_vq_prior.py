@@ -486,7 +486,7 @@ def test_pipeline_scores_samples_and_ceiling_as_aegen_eval_would(scored, tiny_fe
         only=("samples",),
     ).sections["samples"]
     got = _section(out / "prior", "samples")
-    assert got.pop("top_k") is None
+    assert got.pop("top_k") is None and got.pop("guidance") == 1.0
     assert got == json.loads(json.dumps(samples))
     assert got["n_samples"] == EVAL_N and got["features"]["sha256"] == tiny_features.sha256
     on_disk = json.loads((out / "summary.json").read_text())["scores"]
@@ -673,3 +673,47 @@ def test_a_bad_temperature_is_one_error_line(cli, tmp_path, bad):
     )
     assert r.code == 2 and r.err.count("\n") == 1 and "--temperature" in r.err, r.err
     assert not (tmp_path / "x").exists()
+
+
+def test_guidance_applies_to_the_temperature_choice_samples_and_scores(
+    done, tmp_path, tiny_features
+):
+    """With --guidance W every draw of stage 4 is guided: the temperature choice, the
+    samples, their scores and the class accuracy; each record says W, and scores made at
+    another W are not taken for these."""
+    out = tmp_path / "run"
+    shutil.copytree(done[0], out)
+    for stage in ("prior", "samples"):  # the VQ-VAE and codes are reused, the prior retrained
+        shutil.rmtree(out / stage)
+    guided = [*TINY, "prior.model.label_dropout=0.3"]
+    seen = []
+    original = vq_prior.sample_with
+
+    def recording(prior, vqvae, n, generator=None, return_codes=False, **kw):
+        seen.append(kw.get("guidance", 1.0))
+        return original(prior, vqvae, n, generator, return_codes, **kw)
+
+    def pipeline(w):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(vq_prior, "sample_with", recording)
+            return run_pipeline(
+                out, overrides=guided, progress=False, features_dir=tiny_features.directory,
+                eval_n=EVAL_N, guidance=w, **{**ARGS, "temperature": None},
+            )  # fmt: skip
+
+    summary = pipeline(2.0)
+    # 3 temperatures, the scored samples (one call per batch) and one call per class
+    assert len(seen) >= 3 + 1 + 10 and set(seen) == {2.0}
+    m = json.loads((out / "prior" / "metrics.json").read_text())
+    assert m["temperature_choice"]["scored_from"]["guidance"] == 2.0
+    assert m["samples"]["guidance"] == m["samples"]["scored_from"]["guidance"] == 2.0
+    assert m["class_accuracy"]["guidance"] == 2.0
+    assert summary["scores"]["samples"]["fid"] == m["samples"]["fid"]
+    # W = 1 again: chosen and scored anew, unguided, and recorded without a W
+    seen.clear()
+    pipeline(1.0)
+    assert seen and set(seen) == {1.0}
+    m = json.loads((out / "prior" / "metrics.json").read_text())
+    assert "guidance" not in m["samples"]["scored_from"]
+    assert "guidance" not in m["temperature_choice"]["scored_from"]
+    assert m["class_accuracy"]["guidance"] == 1.0

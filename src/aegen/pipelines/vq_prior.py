@@ -421,6 +421,7 @@ def choose_temperature(
     seed: int = 0,
     top_k: int | None = None,
     log: Callable[[str], None] | None = None,
+    guidance: float = 1.0,
 ) -> dict[str, Any]:
     """The sampling temperature with the lowest FID against the **validation** images.
 
@@ -429,6 +430,8 @@ def choose_temperature(
     the domain features; the test split, which the reported scores use, is not looked at.
     The choice is kept in the prior's metrics.json (``temperature_choice``, with the
     FID of every candidate) and reused while the weights, data and network are the same.
+    The samples are drawn at ``guidance`` W (classifier-free guidance): a guided prior
+    is sharper, and its best temperature may be another.
     """
     prior_dir, vqvae_dir = Path(prior_dir), Path(vqvae_dir)
     m = min(n, len(data.val))
@@ -443,6 +446,7 @@ def choose_temperature(
         "seed": seed,
         "candidates": [float(t) for t in candidates],
         "top_k": top_k,
+        **_guidance_key(guidance),
     }
     stored = read_metrics_json(prior_dir).get("temperature_choice", {})
     if stored.get("scored_from") == want:
@@ -456,7 +460,9 @@ def choose_temperature(
     for t in candidates:
 
         def sampler(k: int, gen: torch.Generator, t: float = t) -> torch.Tensor:
-            return sample_with(prior, vqvae, k, generator=gen, temperature=t, top_k=top_k)
+            return sample_with(
+                prior, vqvae, k, generator=gen, temperature=t, top_k=top_k, guidance=guidance
+            )
 
         fids[float(t)] = frechet_distance(real, features.embed(draw_samples(sampler, m, seed)))
     best = min(fids, key=fids.__getitem__)
@@ -486,8 +492,9 @@ def class_accuracy(
     seed: int = 0,
     temperature: float = 1.0,
     top_k: int | None = None,
+    guidance: float = 1.0,
 ) -> dict[str, Any]:
-    """How often a conditional prior draws the class it is asked for.
+    """How often a conditional prior draws the class it is asked for (at ``guidance`` W).
 
     For each class c, ``per_class`` grids drawn with label c (one generator seeded
     with ``seed``, the classes in order), decoded by the VQ-VAE and labelled by the
@@ -502,7 +509,14 @@ def class_accuracy(
     fractions = []
     for c in range(k):
         images = sample_with(
-            prior, vqvae, per_class, generator=g, label=c, temperature=temperature, top_k=top_k
+            prior,
+            vqvae,
+            per_class,
+            generator=g,
+            label=c,
+            temperature=temperature,
+            top_k=top_k,
+            guidance=guidance,
         )  # (per_class, 1, 28, 28)
         fractions.append(float((features.classify(images) == c).double().mean()))
     return {
@@ -516,6 +530,7 @@ def class_accuracy(
         "seed": seed,
         "temperature": temperature,
         "top_k": top_k,
+        "guidance": guidance,
         "features": features.record(),
         "data": data_record(data),
     }
@@ -530,6 +545,7 @@ def _scores_wanted(
     seed: int,
     temperature: float,
     top_k: int | None,
+    guidance: float = 1.0,
 ) -> dict[str, dict[str, Any]]:
     """Per score section, what it is measured from (kept in the section as ``scored_from``):
     the ceiling depends on the VQ-VAE only, the others on the prior and its settings too."""
@@ -545,8 +561,14 @@ def _scores_wanted(
         "prior_weights_sha256": weights_hash(prior_dir / MODEL),
         "temperature": temperature,
         "top_k": top_k,
+        **_guidance_key(guidance),
     }
     return {"samples": prior, "ceiling": ceiling, "class_accuracy": prior}
+
+
+def _guidance_key(guidance: float) -> dict[str, float]:
+    """``{"guidance": W}`` when W is not 1, so what was scored before W existed still matches."""
+    return {} if guidance == 1.0 else {"guidance": float(guidance)}
 
 
 def score_pipeline(
@@ -560,11 +582,12 @@ def score_pipeline(
     top_k: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    guidance: float = 1.0,
 ) -> dict[str, dict[str, Any]]:
     """Score stage 4 on ``features`` and return the sections {samples, ceiling, class_accuracy}.
 
     - ``samples``: FID, KID, precision/recall and class coverage of ``n`` images of
-      the prior (at ``temperature``, ``top_k``) decoded by the VQ-VAE, as ``aegen eval
+      the prior (at ``temperature``, ``top_k``, ``guidance``) decoded by the VQ-VAE, as ``aegen eval
       PRIOR --vqvae VQVAE`` scores them; merged into the prior's metrics.json.
     - ``ceiling``: the VQ-VAE's own test reconstructions scored the same way
       (:class:`~aegen.eval.evaluate.ReconstructionSampler`), what a prior drawing the
@@ -577,7 +600,9 @@ def score_pipeline(
     """
     prior_dir, vqvae_dir = Path(prior_dir), Path(vqvae_dir)
     say = log or (lambda _msg: None)
-    want = _scores_wanted(prior_dir, vqvae_dir, data, features, n, seed, temperature, top_k)
+    want = _scores_wanted(
+        prior_dir, vqvae_dir, data, features, n, seed, temperature, top_k, guidance
+    )
     names = _score_names(prior_dir)
     out = _stored(prior_dir, vqvae_dir, want)
     if len(out) == len(names):
@@ -608,13 +633,20 @@ def score_pipeline(
             options,
             progress=progress,
             sampler=lambda m, g: sample_with(
-                prior, vqvae, m, generator=g, temperature=temperature, top_k=top_k
+                prior,
+                vqvae,
+                m,
+                generator=g,
+                temperature=temperature,
+                top_k=top_k,
+                guidance=guidance,
             ),
             only=("samples",),
         )
         fresh["samples"] = {
             **ev.sections["samples"],
             "top_k": top_k,
+            "guidance": guidance,
             "scored_from": want["samples"],
         }
         # the first images scored, where `aegen eval` puts them: the report shows them
@@ -622,7 +654,9 @@ def score_pipeline(
     if "class_accuracy" in names and "class_accuracy" not in out:
         per_class = max(1, n // prior.config.num_classes)
         say(f"  class accuracy: {per_class} images for each of {prior.config.num_classes} labels")
-        section = class_accuracy(prior, vqvae, features, data, per_class, seed, temperature, top_k)
+        section = class_accuracy(
+            prior, vqvae, features, data, per_class, seed, temperature, top_k, guidance
+        )
         fresh["class_accuracy"] = {**section, "scored_from": want["class_accuracy"]}
     if fresh:
         update_metrics_json(prior_dir, fresh)  # both sections in one atomic write
@@ -644,11 +678,14 @@ def stored_scores(
     seed: int = 0,
     temperature: float = 1.0,
     top_k: int | None = None,
+    guidance: float = 1.0,
 ) -> dict[str, dict[str, Any]]:
     """The sections of :func:`score_pipeline` that the two metrics.json files already hold
     for these very weights and settings (the others it would compute)."""
     prior_dir, vqvae_dir = Path(prior_dir), Path(vqvae_dir)
-    want = _scores_wanted(prior_dir, vqvae_dir, data, features, n, seed, temperature, top_k)
+    want = _scores_wanted(
+        prior_dir, vqvae_dir, data, features, n, seed, temperature, top_k, guidance
+    )
     return _stored(prior_dir, vqvae_dir, want)
 
 
@@ -736,8 +773,8 @@ def run_pipeline(
     ``temperature=None`` ("auto") samples and scores at the temperature
     :func:`choose_temperature` picks on the validation images when there is a feature
     network and ``eval_n`` is not 0, else at 1. ``guidance`` W != 1 (classifier-free
-    guidance, a prior trained with ``prior.model.label_dropout`` > 0) applies to the
-    samples of stage 4; the temperature choice and the scores still sample at W = 1.
+    guidance, a prior trained with ``prior.model.label_dropout`` > 0) applies to all of
+    stage 4: the temperature choice, the samples and their scores.
     """
     quiet = False  # the one line per stage is always shown; progress bars follow `progress`
     out = Path(out_dir)
@@ -831,7 +868,7 @@ def run_pipeline(
         if features is not None:
             choice = choose_temperature(
                 dirs["prior"], dirs["vqvae"], dataset, features, n=min(CHOICE_N, eval_n),
-                seed=seed, top_k=top_k, log=lambda msg: _log(msg, quiet),
+                seed=seed, top_k=top_k, log=lambda msg: _log(msg, quiet), guidance=guidance,
             )  # fmt: skip
             temperature = choice["temperature"]
             fids = ", ".join(f"{t}: {f:.1f}" for t, f in choice["fid_on_val"].items())
@@ -862,12 +899,12 @@ def run_pipeline(
     if features is not None:
         scored_with = f"{eval_n} images, features {features.sha256[:12]}"
         args = (dirs["prior"], dirs["vqvae"], dataset, features, eval_n, seed, temperature, top_k)
-        if len(stored_scores(*args)) == len(_score_names(dirs["prior"])):
+        if len(stored_scores(*args, guidance=guidance)) == len(_score_names(dirs["prior"])):
             _log(f"stage 4/4: scores ({scored_with}) match; skipped", quiet)
         else:
             _log(f"stage 4/4: scoring the samples against their ceiling ({scored_with})", quiet)
         summary["scores"] = score_pipeline(
-            *args, progress=progress, log=lambda msg: _log(msg, quiet)
+            *args, progress=progress, log=lambda msg: _log(msg, quiet), guidance=guidance
         )
     elif eval_n:
         _log(
