@@ -14,15 +14,39 @@ from typing import Any
 import torch
 
 from .checkpoint import MODEL, load, load_config, weights_hash
-from .errors import CheckpointError, UserError
+from .data.codes import read_meta
+from .errors import CheckpointError, DataError, UserError
 from .priors.sampling import sample_with
 
-__all__ = ["load_prior", "prior_matches_vqvae", "sample_images"]
+__all__ = ["find_vqvae", "load_prior", "prior_matches_vqvae", "sample_images"]
 
 
 def load_prior(prior_dir: str | os.PathLike) -> torch.nn.Module:
     """The prior of a stage-3 run directory, in eval mode."""
     return load(prior_dir, family="prior")
+
+
+def find_vqvae(prior_dir: str | os.PathLike, config: dict[str, Any]) -> Path | None:
+    """The VQ-VAE run whose codes a prior run (``config``: its config.json) trained on.
+
+    Looked for where the prior's codes directory says they came from, then in
+    ``vqvae/`` beside the prior (a pipeline directory); the first whose weights have
+    the SHA-256 the codes record is the one, else None.
+    """
+    codes = config.get("codes") if isinstance(config.get("codes"), dict) else {}
+    want = codes.get("vqvae_weights_sha256")
+    candidates = []
+    if codes.get("dir"):
+        try:
+            if run := read_meta(Path(codes["dir"])).get("vqvae_run"):
+                candidates.append(Path(run))
+        except DataError:  # the codes were moved or removed: look beside the prior
+            pass
+    candidates.append(Path(prior_dir).parent / "vqvae")
+    for d in dict.fromkeys(c.resolve() for c in candidates):  # in order, each once
+        if want and (d / MODEL).is_file() and weights_hash(d / MODEL) == want:
+            return d
+    return None
 
 
 def prior_matches_vqvae(prior_dir: str | os.PathLike, vqvae_dir: str | os.PathLike) -> None:

@@ -23,7 +23,6 @@ the samples back. A VQ pipeline directory stands for its ``vqvae/`` and ``prior/
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import json
 import math
@@ -35,9 +34,8 @@ from typing import Any
 
 from PIL import Image
 
-from ..checkpoint import CONFIG, MODEL, load_config, weights_hash
-from ..data.codes import read_meta
-from ..errors import CheckpointError, DataError, UserError
+from ..checkpoint import CONFIG, load_config
+from ..errors import CheckpointError, UserError
 from ..files import atomic_write_text
 from ..runlog import read_metrics
 from ..version import __version__
@@ -174,24 +172,13 @@ def _readable_png(p: Path) -> bool:
 
 
 def vqvae_ceiling(prior_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``ceiling`` section of the VQ-VAE a prior run was trained with, or None.
+    """The ``ceiling`` section of the VQ-VAE a prior run was trained with
+    (:func:`aegen.prior_runs.find_vqvae`), or None."""
+    from ..prior_runs import find_vqvae
 
-    The VQ-VAE is the one its codes directory names, else ``vqvae/`` beside the prior,
-    and only when its weights are the ones the prior's codes came from.
-    """
-    codes = config.get("codes") if isinstance(config.get("codes"), dict) else {}
-    candidates = []
-    if codes.get("dir"):
-        with contextlib.suppress(DataError):
-            if run := read_meta(Path(codes["dir"])).get("vqvae_run"):
-                candidates.append(Path(run))
-    candidates.append(prior_dir.parent / "vqvae")
-    for d in dict.fromkeys(c.resolve() for c in candidates):  # in order, each once
-        if (d / MODEL).is_file() and weights_hash(d / MODEL) == codes.get("vqvae_weights_sha256"):
-            ceiling = read_metrics_json(d).get("ceiling")
-            if isinstance(ceiling, dict):
-                return {**ceiling, "vqvae_run": str(d)}
-    return None
+    d = find_vqvae(prior_dir, config)
+    ceiling = read_metrics_json(d).get("ceiling") if d is not None else None
+    return {**ceiling, "vqvae_run": str(d)} if isinstance(ceiling, dict) else None
 
 
 def collect_run(run_dir: str | os.PathLike, label: str | None = None) -> RunSummary:

@@ -16,7 +16,6 @@ Pages are named after their directories, made URL-safe and unique.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from ..checkpoint import CONFIG, MODEL, load, load_config, weights_hash
 from ..data.datasets import Dataset
 from ..errors import CheckpointError, UserError
+from ..prior_runs import find_vqvae
 from ..priors.base import Prior
 from .latent import LatentPage
 from .pages import Page
@@ -89,20 +89,6 @@ def _expand(paths: Sequence[str | Path]) -> list[tuple[Path, str]]:
     return out
 
 
-def _vqvae_candidates(prior_dir: Path, cfg: dict) -> list[Path]:
-    codes_dir = cfg.get("codes", {}).get("dir")
-    found = []
-    if codes_dir:
-        try:
-            meta = json.loads((Path(codes_dir) / "meta.json").read_text())
-            if meta.get("vqvae_run"):
-                found.append(Path(meta["vqvae_run"]))
-        except (OSError, ValueError):
-            pass
-    found.append(prior_dir.parent / "vqvae")
-    return [d for d in found if (d / MODEL).is_file()]
-
-
 def open_runs(
     paths: Sequence[str | Path],
     data_for: DataFor = run_data,
@@ -138,11 +124,8 @@ def open_runs(
         want = cfg.get("codes", {}).get("vqvae_weights_sha256")
         if want is None:
             raise CheckpointError(f"{d}: not a prior run trained by aegen (no codes in {CONFIG})")
-        if want not in vq_pages:
-            for cand in _vqvae_candidates(d, cfg):
-                if weights_hash(cand / MODEL) == want:
-                    vq_page(cand)
-                    break
+        if want not in vq_pages and (found := find_vqvae(d, cfg)) is not None:
+            vq_page(found)
         if want not in vq_pages:
             raise UserError(
                 f"{d}: cannot find the VQ-VAE whose codes this prior was trained on "
