@@ -26,12 +26,12 @@ def load_prior(prior_dir: str | os.PathLike) -> torch.nn.Module:
     return load(prior_dir, family="prior")
 
 
-def find_vqvae(prior_dir: str | os.PathLike, config: dict[str, Any]) -> Path | None:
-    """The VQ-VAE run whose codes a prior run (``config``: its config.json) trained on.
-
-    Looked for where the prior's codes directory says they came from, then in
-    ``vqvae/`` beside the prior (a pipeline directory); the first whose weights have
-    the SHA-256 the codes record is the one, else None.
+def find_vqvae(prior_dir: str | os.PathLike, config: dict[str, Any]) -> list[Path]:
+    """The VQ-VAE runs that hold the weights a prior run (``config``: its config.json)
+    trained on the codes of, best first: where the prior's codes directory says they came
+    from, then ``vqvae/`` beside the prior (a pipeline directory). Empty when none does.
+    A copied pipeline directory has two such runs with the same weights, the original
+    and its copy; the caller takes the first that holds what it needs.
     """
     codes = config.get("codes") if isinstance(config.get("codes"), dict) else {}
     want = codes.get("vqvae_weights_sha256")
@@ -43,10 +43,11 @@ def find_vqvae(prior_dir: str | os.PathLike, config: dict[str, Any]) -> Path | N
         except DataError:  # the codes were moved or removed: look beside the prior
             pass
     candidates.append(Path(prior_dir).parent / "vqvae")
-    for d in dict.fromkeys(c.resolve() for c in candidates):  # in order, each once
-        if want and (d / MODEL).is_file() and weights_hash(d / MODEL) == want:
-            return d
-    return None
+    return [
+        d
+        for d in dict.fromkeys(c.resolve() for c in candidates)  # in order, each once
+        if want and (d / MODEL).is_file() and weights_hash(d / MODEL) == want
+    ]
 
 
 def prior_matches_vqvae(prior_dir: str | os.PathLike, vqvae_dir: str | os.PathLike) -> None:

@@ -600,6 +600,7 @@ def test_report_shows_the_ceiling_beside_the_samples(scored, tmp_path, cli):
     s = summary["scores"]
     r = cli("report", out, "--out", tmp_path / "pipeline.html")
     assert r.code == 0, r.err
+    assert "(2 runs)" in r.out, r.out
     page = (tmp_path / "pipeline.html").read_text()
     # the pipeline directory is its two runs: the VQ-VAE, then the prior
     assert _row(page, "reconstruction.mse")[1] == "—"

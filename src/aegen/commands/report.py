@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..eval.report import write_report
+from ..eval.report import run_directories, write_report
 from ._common import output_file
 
 
@@ -31,5 +31,6 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     out = output_file(args.out, suffix=".html")
     path = write_report(args.run_dirs, out, title=args.title, strict=args.strict)
-    print(f"wrote {path} ({len(args.run_dirs)} run{'s' if len(args.run_dirs) != 1 else ''})")
+    n = len(run_directories(args.run_dirs))  # a VQ pipeline directory is two runs
+    print(f"wrote {path} ({n} run{'s' if n != 1 else ''})")
     return 0

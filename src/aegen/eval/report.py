@@ -173,12 +173,14 @@ def _readable_png(p: Path) -> bool:
 
 def vqvae_ceiling(prior_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     """The ``ceiling`` section of the VQ-VAE a prior run was trained with
-    (:func:`aegen.prior_runs.find_vqvae`), or None."""
+    (:func:`aegen.prior_runs.find_vqvae`: the first of them that holds one), or None."""
     from ..prior_runs import find_vqvae
 
-    d = find_vqvae(prior_dir, config)
-    ceiling = read_metrics_json(d).get("ceiling") if d is not None else None
-    return {**ceiling, "vqvae_run": str(d)} if isinstance(ceiling, dict) else None
+    for d in find_vqvae(prior_dir, config):
+        ceiling = read_metrics_json(d).get("ceiling")
+        if isinstance(ceiling, dict):
+            return {**ceiling, "vqvae_run": str(d)}
+    return None
 
 
 def collect_run(run_dir: str | os.PathLike, label: str | None = None) -> RunSummary:

@@ -124,8 +124,8 @@ def open_runs(
         want = cfg.get("codes", {}).get("vqvae_weights_sha256")
         if want is None:
             raise CheckpointError(f"{d}: not a prior run trained by aegen (no codes in {CONFIG})")
-        if want not in vq_pages and (found := find_vqvae(d, cfg)) is not None:
-            vq_page(found)
+        if want not in vq_pages and (found := find_vqvae(d, cfg)):
+            vq_page(found[0])
         if want not in vq_pages:
             raise UserError(
                 f"{d}: cannot find the VQ-VAE whose codes this prior was trained on "
