@@ -35,9 +35,10 @@ TINY = [
     "prior.train.warmup_steps=0",
     "prior.train.lr=3e-3",
 ]
+# W = 1 and T = 1, so that samples compare with sample_images and `aegen eval` draws
 ARGS = dict(
     prior="transformer", data="synthetic", limit=600, vqvae_epochs=3, prior_epochs=3, n=12,
-    temperature=1.0,
+    temperature=1.0, guidance=1.0,
 )  # fmt: skip
 
 
@@ -65,7 +66,7 @@ def done(tmp_path_factory):
 def _cli_args(out):
     args = ["pipeline", "vqvae", "--data", "synthetic", "--limit", "600", "--out", out]
     args += ["--prior", "transformer", "--vqvae-epochs", "3", "--prior-epochs", "3", "--n", "12"]
-    args += ["--temperature", "1"]
+    args += ["--temperature", "1", "--guidance", "1"]
     for s in TINY:
         args += ["--set", s]
     return args + ["--quiet"]
@@ -686,7 +687,7 @@ def test_guidance_applies_to_the_temperature_choice_samples_and_scores(
     shutil.copytree(done[0], out)
     for stage in ("prior", "samples"):  # the VQ-VAE and codes are reused, the prior retrained
         shutil.rmtree(out / stage)
-    guided = [*TINY, "prior.model.label_dropout=0.3"]
+    guided = [*TINY, "prior.model.label_dropout=0.3"]  # not the pipeline's 0.1
     seen = []
     original = vq_prior.sample_with
 
@@ -699,7 +700,7 @@ def test_guidance_applies_to_the_temperature_choice_samples_and_scores(
             mp.setattr(vq_prior, "sample_with", recording)
             return run_pipeline(
                 out, overrides=guided, progress=False, features_dir=tiny_features.directory,
-                eval_n=EVAL_N, guidance=w, **{**ARGS, "temperature": None},
+                eval_n=EVAL_N, **{**ARGS, "temperature": None, "guidance": w},
             )  # fmt: skip
 
     summary = pipeline(2.0)
@@ -718,3 +719,29 @@ def test_guidance_applies_to_the_temperature_choice_samples_and_scores(
     assert "guidance" not in m["samples"]["scored_from"]
     assert "guidance" not in m["temperature_choice"]["scored_from"]
     assert m["class_accuracy"]["guidance"] == 1.0
+
+
+def test_the_pipeline_trains_a_guidable_prior_and_guides_its_samples_by_default(done, tmp_path):
+    """A conditional prior gets label dropout 0.1 and stage 4 guidance 1.5; an unconditional
+    one, or one whose label dropout the user sets to 0, is sampled at W = 1."""
+    out, _ = done
+    cfg = load_config(out / "prior")["model_config"]
+    assert cfg["label_dropout"] == vq_prior.PIPELINE_LABEL_DROPOUT == 0.1
+    for over, conditional, w in (
+        ([], True, vq_prior.PIPELINE_GUIDANCE),
+        (["prior.model.label_dropout=0"], True, 1.0),
+        ([], False, 1.0),
+    ):
+        run = tmp_path / f"{len(over)}{conditional}"
+        shutil.copytree(out, run)
+        if over or not conditional:  # another prior: trained again beside the same VQ-VAE
+            shutil.rmtree(run / "prior")
+        summary = run_pipeline(
+            run, overrides=[*TINY, *over], progress=False, conditional=conditional,
+            **{k: v for k, v in ARGS.items() if k != "guidance"},
+        )  # fmt: skip
+        assert summary["guidance"] == w
+        record = json.loads((run / "samples" / "samples.json").read_text())
+        assert record.get("guidance", 1.0) == w
+        dropout = load_config(run / "prior")["model_config"]["label_dropout"]
+        assert dropout == (0.1 if conditional and not over else 0.0)

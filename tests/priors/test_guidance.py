@@ -350,11 +350,12 @@ def test_a_bad_guidance_is_one_error_line(runs, tmp_path, cli, bad):
     assert not (tmp_path / "p").exists()
 
 
-@pytest.mark.parametrize("more", [[], ["--unconditional"]])
+@pytest.mark.parametrize("more", [["--set", "prior.model.label_dropout=0"], ["--unconditional"]])
 def test_pipeline_refuses_guidance_without_a_no_label_class_before_training(tmp_path, cli, more):
+    """The pipeline's conditional prior has label dropout unless the user removes it."""
     args = ["pipeline", "vqvae", "--data", "synthetic", "--limit", "600", "--out", tmp_path / "p"]
     r = cli(*args, "--guidance", "2", *more)
-    assert_user_error(r, "without labels" if more else "label_dropout=0")
+    assert_user_error(r, "without labels" if "--unconditional" in more else "label_dropout=0")
     assert not (tmp_path / "p").exists()
 
 

@@ -41,10 +41,11 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--guidance",
         type=nonneg_float,
-        default=1.0,
+        default=None,
         metavar="W",
-        help="classifier-free guidance weight of the samples (default 1: the conditional "
-        "prior; 0: unconditional); needs --set prior.model.label_dropout=P with P > 0",
+        help="classifier-free guidance weight of the samples and their scores (1: the "
+        "conditional prior; 0: unconditional; default 1.5 for a conditional prior, which "
+        "the pipeline trains with prior.model.label_dropout=0.1, else 1)",
     )
     p.add_argument(
         "--set",
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"VQ-VAE test MSE {s['vqvae'].get('mse', float('nan')):.5f}; codes used on test "
         f"{c['test_codes_used']}/{c['K']} (perplexity {c['test_perplexity']:.1f}); {args.prior} "
-        f"{prior_score_line(pr)}; samples: {s['samples']} (temperature {s['temperature']})"
+        f"{prior_score_line(pr)}; samples: {s['samples']} (temperature {s['temperature']}, "
+        f"guidance {s['guidance']})"
     )
     for line in score_lines(s.get("scores", {})):
         print(line)
