@@ -48,6 +48,7 @@ __all__ = [
     "finish_run",
     "make_run_config",
     "run_config_from_json",
+    "run_settings",
     "settings_differ",
     "stage_state",
     "train_run",
@@ -328,21 +329,29 @@ def _model_settings(name: Any, values: dict[str, Any]) -> dict[str, Any]:
         return values
 
 
+def run_settings(
+    cfg: dict[str, Any], keys: tuple[str, ...], free_train: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """What of a config.json must match for a run directory to be reused: ``keys`` of it,
+    the codes without where they are, the model config with the defaults of keys added
+    since (:func:`_model_settings`), and the train config without ``free_train`` (the
+    keys a caller may change, such as ``epochs`` for a run that is extended)."""
+    picked = {k: cfg.get(k) for k in keys}
+    if isinstance(picked.get("codes"), dict):  # which codes, not where they are
+        picked["codes"] = {k: v for k, v in picked["codes"].items() if k != "dir"}
+    if isinstance(picked.get("model_config"), dict):
+        picked["model_config"] = _model_settings(cfg.get("model"), picked["model_config"])
+    if free_train and isinstance(picked.get("train"), dict):
+        picked["train"] = {k: v for k, v in picked["train"].items() if k not in free_train}
+    return picked
+
+
 def stage_state(out: Path, want: dict[str, Any], keys: tuple[str, ...], what: str) -> str:
     """'fresh', 'resume' or 'done' for a training stage's directory; refuses other settings."""
     if not (out / CONFIG).is_file():
         return "fresh"
     stored = load_config(out)
-
-    def settings(cfg: dict[str, Any]) -> dict[str, Any]:
-        picked = {k: cfg.get(k) for k in keys}
-        if isinstance(picked.get("codes"), dict):  # which codes, not where they are
-            picked["codes"] = {k: v for k, v in picked["codes"].items() if k != "dir"}
-        if isinstance(picked.get("model_config"), dict):
-            picked["model_config"] = _model_settings(cfg.get("model"), picked["model_config"])
-        return picked
-
-    diff = settings_differ(settings(stored), settings(want))
+    diff = settings_differ(run_settings(stored, keys), run_settings(want, keys))
     if diff:
         raise UserError(
             f"{out} holds a {what} trained with other settings ({diff}); "

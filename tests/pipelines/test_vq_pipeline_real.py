@@ -31,13 +31,14 @@ def test_the_default_pipeline_beats_the_vae_and_draws_the_class_it_is_asked_for(
     vae = json.loads((tmp_path / "vae" / "metrics.json").read_text())["samples"]
     vq = scores["samples"]
     assert vq["n_samples"] == vae["n_samples"] == 10_000
-    # measured 2026-12-02 (fp32, AVX2): the VQ samples' FID about 58 at the old guidance-free
-    # default, the VAE's 464 (issue 22); a factor of 3 leaves room for seeds and CPUs
+    # measured 2026-12-02 (fp32, AVX2 kernels, Intel Xeon): the default pipeline's samples
+    # FID 37.9, the VAE's 464 in issue 22's table; a factor of 3 leaves room for seeds and CPUs
     assert 3 * vq["fid"] < vae["fid"], (vq["fid"], vae["fid"])
     assert vq["precision"] > 0.8 and vq["recall"] > vae["recall"]
     # the samples drawn for each label are that class to the feature network, on average
-    # nearly as often as real test images are (92 %), and no class falls far behind
+    # about as often as real test images are (measured 92.0 % against 92.4 %), and no class
+    # falls far behind (the shirt is the weakest, as it is for real images)
     acc = scores["class_accuracy"]
-    assert acc["mean"] > 0.85 and min(acc["per_class"]) > 0.5, acc["per_class"]
+    assert acc["mean"] > 0.88 and min(acc["per_class"]) > 0.5, acc["per_class"]
     # the prior's samples are worse than the VQ-VAE's own reconstructions, never better
     assert scores["ceiling"]["fid"] < vq["fid"]

@@ -102,6 +102,7 @@ from ..runs import (
     discard_unfinished,
     make_run_config,
     run_config_from_json,
+    run_settings,
     settings_differ,
     train_run,
 )
@@ -230,16 +231,9 @@ def _check_run(m: _Model, pending: list[int]) -> None:
         return
     stored = load_config(m.run_dir)
     want = {**m.config(1).to_json(), **m.record}
-
-    def settings(cfg: dict[str, Any]) -> dict[str, Any]:
-        picked = {k: cfg.get(k) for k in RUN_KEYS}
-        if isinstance(picked["train"], dict):
-            picked["train"] = {k: v for k, v in picked["train"].items() if k != "epochs"}
-        if isinstance(picked["codes"], dict):  # which codes, not where they are
-            picked["codes"] = {k: v for k, v in picked["codes"].items() if k != "dir"}
-        return picked
-
-    diff = settings_differ(settings(stored), settings(want))
+    diff = settings_differ(
+        run_settings(stored, RUN_KEYS, ("epochs",)), run_settings(want, RUN_KEYS, ("epochs",))
+    )
     if diff:
         raise UserError(
             f"{m.run_dir} holds a {m.name} run with other settings ({diff}); "
