@@ -360,7 +360,7 @@ def samples_record(
 ) -> dict[str, Any]:
     """What a stage-4 picture was drawn from and with: both models' weights and the settings.
 
-    ``guidance`` is recorded when it is not 1, so records written before it still match.
+    ``guidance`` is recorded when it is not 1 (:func:`_guidance_key`).
     """
     record = {
         "prior_weights_sha256": weights_hash(Path(prior_dir) / MODEL),
@@ -370,10 +370,14 @@ def samples_record(
         "label": label,
         "temperature": temperature,
         "top_k": top_k,
+        **_guidance_key(guidance),
     }
-    if guidance != 1.0:
-        record["guidance"] = guidance
     return record
+
+
+def _guidance_key(guidance: float) -> dict[str, float]:
+    """``{"guidance": W}`` when W is not 1, so what was scored before W existed still matches."""
+    return {} if guidance == 1.0 else {"guidance": float(guidance)}
 
 
 def fid_against_steps(
@@ -573,11 +577,6 @@ def _scores_wanted(
     return {"samples": prior, "ceiling": ceiling, "class_accuracy": prior}
 
 
-def _guidance_key(guidance: float) -> dict[str, float]:
-    """``{"guidance": W}`` when W is not 1, so what was scored before W existed still matches."""
-    return {} if guidance == 1.0 else {"guidance": float(guidance)}
-
-
 def score_pipeline(
     prior_dir: str | os.PathLike,
     vqvae_dir: str | os.PathLike,
@@ -594,8 +593,8 @@ def score_pipeline(
     """Score stage 4 on ``features`` and return the sections {samples, ceiling, class_accuracy}.
 
     - ``samples``: FID, KID, precision/recall and class coverage of ``n`` images of
-      the prior (at ``temperature``, ``top_k``, ``guidance``) decoded by the VQ-VAE, as ``aegen eval
-      PRIOR --vqvae VQVAE`` scores them; merged into the prior's metrics.json.
+      the prior (at ``temperature``, ``top_k``, ``guidance``) decoded by the VQ-VAE, as
+      ``aegen eval PRIOR --vqvae VQVAE`` scores them; merged into the prior's metrics.json.
     - ``ceiling``: the VQ-VAE's own test reconstructions scored the same way
       (:class:`~aegen.eval.evaluate.ReconstructionSampler`), what a prior drawing the
       test set's own codes would reach; into the VQ-VAE's metrics.json.
