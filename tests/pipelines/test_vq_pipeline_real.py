@@ -7,6 +7,7 @@ on the machine.
 """
 
 import json
+import time
 
 import pytest
 from conftest import run_cli_subprocess
@@ -23,7 +24,9 @@ def _ok(*argv, env):
 def test_the_default_pipeline_beats_the_vae_and_draws_the_class_it_is_asked_for(tmp_path):
     env = {"AEGEN_CACHE": str(tmp_path / "cache")}
     _ok("features", "train", "--data", "fashion-mnist", env=env)
+    start = time.perf_counter()
     _ok("pipeline", "vqvae", "--data", "fashion-mnist", "--out", tmp_path / "vq", env=env)
+    print(f"the default pipeline took {(time.perf_counter() - start) / 60:.1f} min")  # pytest -s
     _ok("train", "vae-mlp", "--data", "fashion-mnist", "--out", tmp_path / "vae", env=env)
     _ok("eval", tmp_path / "vae", "--only", "samples", env=env)
 

@@ -629,9 +629,18 @@ def test_report_shows_the_ceiling_beside_the_samples(scored, tmp_path, cli):
     assert 'data-metric="ceiling.fid"' not in (tmp_path / "changed.html").read_text()
 
 
-def test_auto_temperature_is_the_lowest_fid_on_validation_images(scored, tmp_path, tiny_features):
+def test_the_temperature_is_the_lowest_fid_or_the_highest_tied_with_it():
+    fids = {0.8: 50.0, 0.9: 40.0, 1.0: 41.9, 1.1: 42.1, 1.2: 39.0 * 1.5}
+    assert vq_prior.pick_temperature(fids, tie=0.05) == 1.0  # 41.9 <= 42 < 42.1
+    assert vq_prior.pick_temperature(fids, tie=0.0) == 0.9  # no ties: the lowest FID
+    assert vq_prior.pick_temperature(fids, tie=0.06) == 1.1
+    assert vq_prior.pick_temperature({1.0: 30.0, 0.8: 30.0}) == 1.0  # order does not matter
+    assert vq_prior.pick_temperature(fids) == vq_prior.pick_temperature(fids, vq_prior.FID_TIE)
+
+
+def test_auto_temperature_is_chosen_by_fid_on_validation_images(scored, tmp_path, tiny_features):
     """`temperature=None` (the CLI's auto) scores each candidate on validation images, samples
-    and scores at the best one, and keeps the choice for a rerun."""
+    and scores at the one :func:`pick_temperature` takes, and keeps the choice for a rerun."""
     out = tmp_path / "run"
     shutil.copytree(scored[0], out)
     args = {**ARGS, "temperature": None}
@@ -642,7 +651,7 @@ def test_auto_temperature_is_the_lowest_fid_on_validation_images(scored, tmp_pat
     choice = summary["temperature_choice"]
     fids = {float(t): f for t, f in choice["fid_on_val"].items()}
     assert sorted(fids) == list(vq_prior.TEMPERATURES)
-    assert summary["temperature"] == choice["temperature"] == min(fids, key=fids.__getitem__)
+    assert summary["temperature"] == choice["temperature"] == vq_prior.pick_temperature(fids)
     assert choice["split"] == "val" and choice["n"] == EVAL_N
     # one candidate recomputed: the same seeded draws against validation, not test, images
     data = _pipeline_data(out)

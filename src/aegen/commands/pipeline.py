@@ -34,8 +34,9 @@ def add_parser(sub) -> None:
         type=temperature_arg,
         default=None,
         metavar="T|auto",
-        help="sampling temperature; auto (the default): the one of 0.8, 0.9, 1 with the lowest "
-        "FID on validation images, when there is a feature network (else 1)",
+        help="sampling temperature; auto (the default): of 0.8 to 1.2, the one with the lowest "
+        "FID on validation images, or the highest within 5 %% of it, when there is a feature "
+        "network (else 1)",
     )
     p.add_argument("--top-k", type=positive_int, default=None)
     p.add_argument(
@@ -44,7 +45,7 @@ def add_parser(sub) -> None:
         default=None,
         metavar="W",
         help="classifier-free guidance weight of the samples and their scores (1: the "
-        "conditional prior; 0: unconditional; default 1.5 for a conditional prior, which "
+        "conditional prior; 0: unconditional; default 2 for a conditional prior, which "
         "the pipeline trains with prior.model.label_dropout=0.1, else 1)",
     )
     p.add_argument(

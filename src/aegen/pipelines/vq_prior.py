@@ -86,6 +86,7 @@ __all__ = [
     "encode_split",  # re-exported from aegen.data.codes
     "fid_against_steps",
     "choose_temperature",
+    "pick_temperature",
     "generate",
     "load_codes",  # re-exported from aegen.data.codes
     "load_prior",  # re-exported from aegen.prior_runs
@@ -410,16 +411,30 @@ def fid_against_steps(
 
 # ================================================================ stage 4: the temperature
 
-# what `--temperature auto` chooses from, and on how many validation images
-TEMPERATURES = (0.8, 0.9, 1.0)
-CHOICE_N = 2000
+# what `--temperature auto` chooses from, and on how many validation images (at most
+# all of them: Fashion-MNIST keeps 5,000)
+TEMPERATURES = (0.8, 0.9, 1.0, 1.1, 1.2)
+CHOICE_N = 5000
+# Candidates whose validation FID is within this fraction of the best are a tie, and the
+# tie goes to the highest temperature: it draws the more varied images. Measured on full
+# Fashion-MNIST (docs/vqvae.md, "The temperature"): the FID of 2,000 samples of one prior
+# moved by 4-7 % (one standard deviation) between sampling seeds, more than it differs
+# between T = 1.0 and 1.1, while recall on the test set rose from 0.478 to 0.520.
+FID_TIE = 0.05
+
+
+def pick_temperature(fid_on_val: dict[float, float], tie: float = FID_TIE) -> float:
+    """The highest temperature whose FID is at most (1 + ``tie``) × the lowest."""
+    best = min(fid_on_val.values())
+    return max(t for t, f in fid_on_val.items() if f <= best * (1 + tie))
 
 # The pipeline's class-conditional prior learns a "no label" class on this fraction of its
 # grids, and stage 4 samples with this classifier-free guidance W: measured on full
-# Fashion-MNIST (docs/vqvae.md, "Guidance"), W = 1.5 gave FID 44.6 and 91 % on-class
-# against 56.5 and 84 % unguided; W = 2 and 3 drew more on-class, less varied images.
+# Fashion-MNIST (docs/vqvae.md, "Guidance"), a 3-epoch prior at W = 1.5 gave FID 44.6 and
+# 91 % on-class against 56.5 and 84 % unguided; the 5-epoch prior at T = 1.1 gave FID 44.2,
+# recall 0.527 and 88.5 % on-class at W = 1.5, and 44.7, 0.520 and 92.7 % at W = 2.
 PIPELINE_LABEL_DROPOUT = 0.1
-PIPELINE_GUIDANCE = 1.5
+PIPELINE_GUIDANCE = 2.0
 
 
 def choose_temperature(
@@ -434,11 +449,13 @@ def choose_temperature(
     log: Callable[[str], None] | None = None,
     guidance: float = 1.0,
 ) -> dict[str, Any]:
-    """The sampling temperature with the lowest FID against the **validation** images.
+    """The sampling temperature chosen by FID against the **validation** images.
 
     At each of ``candidates``, ``n`` images of the prior (random classes, one generator
     seeded with ``seed`` per temperature) are compared with ``n`` validation images on
     the domain features; the test split, which the reported scores use, is not looked at.
+    The choice is :func:`pick_temperature`'s: the lowest FID, or, among candidates within
+    :data:`FID_TIE` of it, the highest temperature.
     The choice is kept in the prior's metrics.json (``temperature_choice``, with the
     FID of every candidate) and reused while the weights, data and network are the same.
     The samples are drawn at ``guidance`` W (classifier-free guidance): a guided prior
@@ -457,6 +474,7 @@ def choose_temperature(
         "seed": seed,
         "candidates": [float(t) for t in candidates],
         "top_k": top_k,
+        "tie": FID_TIE,
         **_guidance_key(guidance),
     }
     stored = read_metrics_json(prior_dir).get("temperature_choice", {})
@@ -476,9 +494,8 @@ def choose_temperature(
             )
 
         fids[float(t)] = frechet_distance(real, features.embed(draw_samples(sampler, m, seed)))
-    best = min(fids, key=fids.__getitem__)
     section = {
-        "temperature": best,
+        "temperature": pick_temperature(fids),
         "fid_on_val": {str(t): f for t, f in fids.items()},
         "split": "val",
         "n": m,
