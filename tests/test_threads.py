@@ -13,6 +13,7 @@ from conftest import assert_user_error, run_cli_subprocess
 
 from aegen import threads
 from aegen.errors import UserError
+from aegen.runs import make_run_config, train_run
 from aegen.threads import cgroup_quota, choose_threads, idle_cores, parse_cpu_max
 
 # the choices under test, not the ones of the shell that runs the tests
@@ -203,3 +204,58 @@ def test_entry_flushes_by_default(monkeypatch):
         assert cli.entry() == 0 and calls == [True]
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_of_two(monkeypatch):
+    """This process as a command that chose 1 of 2 allowed cores at its start; torch's
+    thread count is put back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    choice = threads.ThreadChoice(1, "machine", 2, 1.0, "PASSIVE")
+    monkeypatch.setattr(threads, "_current", choice)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    yield choice
+    torch.set_num_threads(before)
+
+
+def test_a_fresh_run_takes_the_cores_that_were_busy_at_the_start_once_they_are_free(
+    monkeypatch, one_of_two, tmp_path
+):
+    """A command that started beside a busy core reads the cores again before each new
+    run; both are free now, so the run trains on 2 threads and records 2."""
+    seen = []
+
+    def free(reading, min_window=threads.MIN_WINDOW):
+        seen.append(reading.cpus)
+        return 1.97
+
+    monkeypatch.setattr(threads, "finish_reading", free)
+    run = make_run_config("ae-mlp", data="synthetic", epochs=1, batch_size=64, limit=128)
+    train_run(run, tmp_path / "run", progress=False)
+    env = json.loads((tmp_path / "run" / "config.json").read_text())["environment"]
+    assert seen == [{0, 1}]
+    assert env["threads"] == env["torch_threads"] == torch.get_num_threads() == 2
+    assert env["idle"] == 1.97 and env["source"] == "machine"
+
+
+def test_the_recheck_keeps_the_count_while_the_core_is_still_busy(monkeypatch, one_of_two):
+    monkeypatch.setattr(threads, "finish_reading", lambda r, w=0: 1.02)
+    assert threads.recheck() == one_of_two and torch.get_num_threads() == 1
+    monkeypatch.setattr(threads, "finish_reading", lambda r, w=0: 0.1)  # busier: not lowered
+    assert threads.recheck().threads == 1
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        threads.ThreadChoice(1, "AEGEN_THREADS", 2, None, "PASSIVE"),  # the user's count
+        threads.ThreadChoice(2, "machine", 2, 1.9, "PASSIVE"),  # every allowed core already
+    ],
+)
+def test_the_recheck_reads_nothing_when_there_is_nothing_to_gain(monkeypatch, choice):
+    monkeypatch.setattr(threads, "_current", choice)
+    monkeypatch.setattr(threads, "finish_reading", lambda *a: pytest.fail("read the cores"))
+    assert threads.recheck() == choice
+    monkeypatch.setattr(threads, "_current", None)  # the library: aegen chose nothing
+    assert threads.recheck() is None

@@ -36,6 +36,7 @@ from .phased import check_phased, fit_phased
 from .registry import entry
 from .threads import current as thread_choice
 from .threads import process_record
+from .threads import recheck as recheck_threads
 from .train import FitResult, Trainer, check_batch_size, seed_everything
 from .version import __version__
 from .viz import save_grid, save_recon_grid
@@ -215,6 +216,8 @@ def train_run(
     try:
         if not resume and ctx.is_main:
             extra = {"phased": phased} if phased is not None else {}
+            if ctx.world == 1:  # cores found busy when the command started may be free now
+                recheck_threads()
             if (env := process_record()) is not None:  # the command's threads and flush
                 extra["environment"] = env
             write_config(out, {**run.to_json(), "family": model.family, **extra, **(record or {})})

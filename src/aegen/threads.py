@@ -259,6 +259,37 @@ def prepare_process(flag: int | None = None, passive: bool = True) -> ThreadChoi
     return _current
 
 
+def recheck(min_window: float = MIN_WINDOW) -> ThreadChoice | None:
+    """Before a fresh run trains: read the cores again if the machine's choice left some
+    out, and use them if they are free now.
+
+    A command that trains several runs (the pipeline's VQ-VAE and prior, the tour) and
+    started while something else ran would keep the one thread it chose then for all of
+    them: a prior's epochs took 190 s instead of 98 s that way, long after the other work
+    had ended. Each run records its own count and a resumed run restores it
+    (:func:`aegen.runs.keep_arithmetic`), so a count raised between runs changes no
+    run's arithmetic part-way. Only a machine choice below the allowed cores is read
+    again, for ``min_window`` seconds; a count the user set, or every allowed core, is
+    kept without a reading, and the count is never lowered here (OpenMP's passive wait
+    already keeps a busier machine from costing more than its share).
+    """
+    global _current
+    c = _current
+    if c is None or c.source != "machine" or c.threads >= c.allowed:
+        return c
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    if len(cpus) < 2:
+        return c
+    idle = finish_reading(start_reading(cpus), min_window)
+    threads, _ = choose_threads(c.allowed, None, idle)
+    if threads > c.threads:
+        import torch
+
+        torch.set_num_threads(threads)
+        _current = replace(c, threads=threads, idle=idle)
+    return _current
+
+
 def current() -> ThreadChoice | None:
     """The choice :func:`prepare_process` made in this process, or None (the library)."""
     return _current
