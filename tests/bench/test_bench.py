@@ -109,6 +109,8 @@ def test_sampling_and_encoding_cases():
     }
     for c in cases:
         _well_formed(c)
+    one = next(c for c in cases if c.name == "sample/maskgit_8_steps_one_grid")
+    assert one.extra["n"] == 1 and one.baseline > 0
     assert vq.encode_speed(torch.rand(4, 1, 28, 28), repeats=1) > 0
 
 

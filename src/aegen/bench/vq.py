@@ -67,20 +67,22 @@ def sample_speed(name: str, n: int, use_cache: bool, repeats: int = 2) -> float:
 
 def sampling_cases(n: int) -> list[Case]:
     """Each prior's sampling speed; ratio = cached / uncached (PixelCNN has no cache), and
-    for MaskGIT (8 parallel steps, its default) the KV-cached transformer's speed."""
+    for MaskGIT (8 parallel steps, its default) the KV-cached transformer's speed, at
+    ``n`` grids per call and at one (where a few steps beat 49 sequential ones most)."""
     cases = []
     for name in available("prior"):
         cached = sample_speed(name, n, True)
         if name == "maskgit":
-            cases.append(
-                Case(
-                    f"sample/{name}_8_steps",
-                    cached,
-                    "grids/s",
-                    sample_speed("transformer", n, True),
-                    extra={"baseline": "the transformer prior with its KV cache", "n": n},
+            for k, suffix in ((n, ""), (1, "_one_grid")):
+                cases.append(
+                    Case(
+                        f"sample/{name}_8_steps{suffix}",
+                        cached if k == n else sample_speed(name, 1, True, repeats=5),
+                        "grids/s",
+                        sample_speed("transformer", k, True, repeats=2 if k == n else 5),
+                        extra={"baseline": "the transformer prior with its KV cache", "n": k},
+                    )
                 )
-            )
         elif name == "pixelcnn":
             cases.append(
                 Case(
