@@ -417,9 +417,10 @@ TEMPERATURES = (0.8, 0.9, 1.0, 1.1, 1.2)
 CHOICE_N = 5000
 # Candidates whose validation FID is within this fraction of the best are a tie, and the
 # tie goes to the highest temperature: it draws the more varied images. Measured on full
-# Fashion-MNIST (docs/vqvae.md, "The temperature"): the FID of 2,000 samples of one prior
-# moved by 4-7 % (one standard deviation) between sampling seeds, more than it differs
-# between T = 1.0 and 1.1, while recall on the test set rose from 0.478 to 0.520.
+# Fashion-MNIST (docs/vqvae.md, "The temperature and W of the default"): the FID of 2,000
+# samples of one prior moved by 4-8 % (one standard deviation) between sampling seeds,
+# more than it differs between T = 1.0 and 1.1, while recall on the test set rose from
+# 0.478 to 0.520.
 FID_TIE = 0.05
 
 
@@ -427,6 +428,7 @@ def pick_temperature(fid_on_val: dict[float, float], tie: float = FID_TIE) -> fl
     """The highest temperature whose FID is at most (1 + ``tie``) × the lowest."""
     best = min(fid_on_val.values())
     return max(t for t, f in fid_on_val.items() if f <= best * (1 + tie))
+
 
 # The pipeline's class-conditional prior learns a "no label" class on this fraction of its
 # grids, and stage 4 samples with this classifier-free guidance W: measured on full
