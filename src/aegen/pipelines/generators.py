@@ -286,6 +286,7 @@ def _train_vq(out: Path, s: Settings, progress: bool, log) -> str:
         seed=s.seed,
         progress=progress,
         eval_n=0,  # every family is scored below, the same way
+        guidance=1.0,  # its picture drawn as its scores are: unguided
     )
     return "skipped" if all(before.values()) else "trained"
 

@@ -120,6 +120,7 @@ def run(t: Tour, d: Path) -> PartResult:
         seed=t.seed,
         progress=t.progress,
         eval_n=0,  # the part scores with the tour's own feature network and sample count
+        guidance=1.0,  # its picture drawn as its scores are: unguided
     )
     vq_dir = d / "vqvae"
     vq = load(vq_dir).eval()
