@@ -460,7 +460,10 @@ def test_cli_writes_the_static_export(cli, runs, tmp_path):
     assert (tmp_path / "site" / "sheets" / "vqvae-codebook.png").is_file()
 
 
-def test_cli_serves_until_ctrl_c(runs):
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN])
+def test_cli_serves_until_ctrl_c(runs, inherited):
+    """SIGINT stops the server, also when it starts with SIGINT ignored, as a script's
+    background job does (CI once ran the suite that way and the server ran on)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
     argv = [sys.executable, "-m", "aegen", "explore", str(runs / "ae-mlp"), "--port", "0"]
     proc = subprocess.Popen(
@@ -469,6 +472,7 @@ def test_cli_serves_until_ctrl_c(runs):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, inherited),
     )
     try:
         line = proc.stdout.readline()

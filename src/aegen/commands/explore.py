@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -112,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
         import webbrowser
 
         webbrowser.open(server.url)
+    # Ctrl-C (SIGINT) stops it even where the shell that started it ignores SIGINT, as a
+    # script's background jobs do: Python then installs no KeyboardInterrupt handler of
+    # its own, and the server would run on until killed
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
