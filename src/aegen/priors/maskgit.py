@@ -39,7 +39,7 @@ from ..config import bounded, check
 from ..data.loader import Batch
 from ..registry import register
 from .base import LN2, CodePrior, PriorConfig, check_guidance, check_sampling, draw, guide
-from .transformer import Block
+from .transformer import RECIPE, Block
 
 __all__ = ["MaskGITPrior", "MaskGITPriorConfig", "mask_ratio", "masked_after"]
 
@@ -84,16 +84,7 @@ class MaskGITPriorConfig(PriorConfig):
 class MaskGITPrior(CodePrior):
     """Bidirectional transformer that predicts masked codes; sampled by iterative unmasking."""
 
-    # the transformer prior's recipe: on full Fashion-MNIST codes it took the masked
-    # cross-entropy from 5.68 bits (2 epochs, lr 1e-3, 200 warm-up steps) to 5.15 and the
-    # samples' FID from 173 to 56 (docs/vqvae.md, "MaskGIT"); an epoch took 85-89 s there
-    train_defaults = {
-        "epochs": 5,
-        "batch_size": 128,
-        "lr": 4e-3,
-        "warmup_steps": 100,
-        "grad_clip": 1.0,
-    }
+    train_defaults = dict(RECIPE)  # the transformer prior's (priors/transformer.py)
 
     def __init__(self, config: MaskGITPriorConfig):
         super().__init__(config)

@@ -23,7 +23,7 @@ from ..config import bounded, check
 from ..registry import register
 from .base import Prior, PriorConfig
 
-__all__ = ["Block", "TransformerPrior", "TransformerPriorConfig"]
+__all__ = ["RECIPE", "Block", "TransformerPrior", "TransformerPriorConfig"]
 
 
 @dataclass
@@ -88,23 +88,29 @@ class Block(nn.Module):
         return self._finish(x, att)
 
 
+# How both transformer priors train (this one and MaskGIT's). lr 4e-3 with 100 warm-up
+# steps and clipping: one epoch on the tour's codes gave 4.02 bits/code where lr 2e-3 gave
+# 4.55 (docs/tour.md), and 2 epochs on full Fashion-MNIST codes 4.23 bits and FID 93 (lr
+# 1e-3 on a 3-epoch VQ-VAE's codes: 4.55 and 209, docs/vqvae.md). 5 epochs: on full
+# Fashion-MNIST, guided at W = 1.5, 3 epochs (299 s on 2 Xeon cores, fp32) scored FID 44.6
+# and 5 epochs (about 500 s) 37.9, against the VQ-VAE's own ceiling of 35.4; the whole
+# default pipeline took 14.4 minutes there. MaskGIT with it: masked cross-entropy 5.15 bits
+# where 2 epochs at lr 1e-3 with 200 warm-up steps gave 5.68, and FID 53 where 173
+# (docs/vqvae.md, "The parallel prior"); an epoch took 85-89 s there.
+RECIPE = {
+    "epochs": 5,
+    "batch_size": 128,
+    "lr": 4e-3,
+    "warmup_steps": 100,
+    "grad_clip": 1.0,
+}
+
+
 @register("transformer", TransformerPriorConfig, kind="prior")
 class TransformerPrior(Prior):
     """GPT-style prior: token + learned position embeddings, causal blocks, a linear head."""
 
-    # lr 4e-3 with 100 warm-up steps and clipping: one epoch on the tour's codes gave 4.02
-    # bits/code where lr 2e-3 gave 4.55 (docs/tour.md), and 2 epochs on full Fashion-MNIST
-    # codes 4.23 bits and FID 93 (lr 1e-3 on a 3-epoch VQ-VAE's codes: 4.55 and 209,
-    # docs/vqvae.md). 5 epochs: on full Fashion-MNIST, guided at W = 1.5, 3 epochs (299 s
-    # on 2 Xeon cores, fp32) scored FID 44.6 and 5 epochs (about 500 s) 37.9, against
-    # the VQ-VAE's own ceiling of 35.4; the whole default pipeline took 14.4 minutes there
-    train_defaults = {
-        "epochs": 5,
-        "batch_size": 128,
-        "lr": 4e-3,
-        "warmup_steps": 100,
-        "grad_clip": 1.0,
-    }
+    train_defaults = dict(RECIPE)
 
     def __init__(self, config: TransformerPriorConfig):
         super().__init__(config)
