@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -121,6 +122,21 @@ def test_pretrained_features_beat_random_features_with_a_linear_probe(ae_run, sy
     rnd = train_classifier(random_init, synthetic, cfg).test_acc
     assert pre > rnd + 0.04, (pre, rnd)
     assert pre > 0.3  # well above chance (0.1)
+
+
+def test_unlabeled_epochs_set_the_budget_of_consistency_alone(ae_run, synthetic):
+    model = load_encoder_model(ae_run)
+    extra = dict(unlabeled_epochs=1.5, unlabeled_ratio=3)
+    # 1.5 passes over the training images in draws of 3 × 64 per step
+    least = math.ceil(1.5 * len(synthetic.train) / (3 * 64))
+    assert least > FAST["min_steps"]
+    res = train_classifier(model, synthetic, ClassifyConfig(mode="consistency", **FAST, **extra))
+    # rounded up to whole repeats of the labeled images in every epoch
+    assert least <= res.steps <= least + FAST["epochs"] * math.ceil(res.n_labeled / 64)
+    # the other modes keep the labeled budget
+    for mode in ("finetune", "m2"):
+        other = train_classifier(model, synthetic, ClassifyConfig(mode=mode, **FAST, **extra))
+        assert other.steps < least, mode
 
 
 def test_same_seed_same_classifier(ae_run, synthetic):

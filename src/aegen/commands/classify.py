@@ -24,7 +24,7 @@ from ..viz import save_confusion
 from ._common import add_data_args, data_for_run
 from .argtypes import fraction, nonneg_float, nonneg_int, positive_float, positive_int
 
-UNLABELED_ARGS = ("unlabeled_ratio", "unlabeled_weight", "threshold", "alpha")
+UNLABELED_ARGS = ("unlabeled_ratio", "unlabeled_weight", "unlabeled_epochs", "threshold", "alpha")
 
 
 def add_unlabeled_args(p: argparse.ArgumentParser) -> None:
@@ -42,6 +42,14 @@ def add_unlabeled_args(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="LAMBDA",
         help="consistency, m2: weight of the unlabeled loss; 0 switches it off (default 1)",
+    )
+    p.add_argument(
+        "--unlabeled-epochs",
+        type=nonneg_float,
+        default=None,
+        metavar="E",
+        help="consistency: train for at least E passes of unlabeled draws over the "
+        "training images (default 20; 0: the labeled budget alone)",
     )
     p.add_argument(
         "--threshold",
