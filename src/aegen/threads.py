@@ -200,6 +200,11 @@ def finish_reading(r: _Reading, min_window: float = MIN_WINDOW) -> float | None:
     return idle_cores(r.cpu_times, after, r.cpus, (own - r.own) / max(wall - r.wall, 1e-9))
 
 
+def _allowed_cpus() -> set[int]:
+    """The cores this process may run on (empty where the platform does not say)."""
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+
+
 def measure_choice(flag: int | None = None) -> ThreadChoice:
     """Read the machine (affinity, quota) and choose, starting the reading of the
     cores' busy time: :func:`complete` (from :func:`apply`) finishes the machine's
@@ -210,7 +215,7 @@ def measure_choice(flag: int | None = None) -> ThreadChoice:
     if requested is None and omp.isdigit() and int(omp) > 0:
         # set by the user or by `aegen train --nproc` for its ranks: torch obeys it
         requested, source = int(omp), "OMP_NUM_THREADS"
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    cpus = _allowed_cpus()
     affinity = len(cpus) or os.cpu_count() or 1
     quota = cgroup_quota()
     if source == "OMP_NUM_THREADS":
@@ -277,7 +282,7 @@ def recheck(min_window: float = MIN_WINDOW) -> ThreadChoice | None:
     c = _current
     if c is None or c.source != "machine" or c.threads >= c.allowed:
         return c
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    cpus = _allowed_cpus()
     if len(cpus) < 2:
         return c
     idle = finish_reading(start_reading(cpus), min_window)
