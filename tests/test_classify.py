@@ -139,6 +139,21 @@ def test_unlabeled_epochs_set_the_budget_of_consistency_alone(ae_run, synthetic)
         assert other.steps < least, mode
 
 
+def test_the_cutout_setting_reaches_every_strong_view(ae_run, synthetic, monkeypatch):
+    import aegen.classify as classify
+
+    sizes, strong = [], classify.strong_view
+
+    def spy(x, max_shift, cutout_size, **kw):
+        sizes.append(cutout_size)
+        return strong(x, max_shift, cutout_size, **kw)
+
+    monkeypatch.setattr(classify, "strong_view", spy)
+    model = load_encoder_model(ae_run)
+    res = train_classifier(model, synthetic, ClassifyConfig(mode="consistency", cutout=4, **FAST))
+    assert len(sizes) == res.steps and set(sizes) == {4}
+
+
 def test_same_seed_same_classifier(ae_run, synthetic):
     model = load_encoder_model(ae_run)
     cfg = ClassifyConfig(mode="finetune", **FAST)
@@ -201,6 +216,7 @@ def test_cli_classify_writes_a_loadable_classifier(cli, ae_run, tmp_path):
         (["--mode", "consistency", "--unlabeled-ratio", "0"], "at least 1"),
         (["--mode", "m2", "--alpha", "-1"], ">= 0"),
         (["--mode", "consistency", "--unlabeled-weight", "-0.5"], ">= 0"),
+        (["--mode", "consistency", "--cutout", "29"], "28"),
     ],
 )
 def test_cli_rejects_bad_arguments(cli, ae_run, tmp_path, args, fragment):

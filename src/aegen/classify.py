@@ -136,6 +136,7 @@ class ClassifyConfig:
     # consistency: λ on the masked cross-entropy; m2: on the unlabeled −ELBO (0: labeled only)
     unlabeled_weight: float = bounded(1.0, ge=0)
     threshold: float = bounded(0.95, gt=0, le=1)  # consistency: confidence τ for a pseudo-label
+    cutout: int = bounded(10, ge=0, le=28)  # consistency: side of the strong view's zeroed square
     # consistency: at least this many passes of unlabeled draws over the training images
     unlabeled_epochs: float = bounded(20.0, ge=0)
     alpha: float = bounded(50.0, ge=0)  # m2: weight of the labeled cross-entropy per image
@@ -217,6 +218,7 @@ class ConsistencyLoss:
         self.ratio = cfg.unlabeled_ratio
         self.weight = cfg.unlabeled_weight
         self.threshold = cfg.threshold
+        self.cutout = cfg.cutout
 
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict]:
         clf = self.clf
@@ -227,7 +229,7 @@ class ConsistencyLoss:
             return loss, logs
         u = draw_images(self.unlabeled, self.ratio * batch.x.shape[0], batch.x)
         weak = float_like(shift_flip(u, WEAK_SHIFT), batch.x)
-        strong = float_like(strong_view(u, STRONG_SHIFT), batch.x)
+        strong = float_like(strong_view(u, STRONG_SHIFT, self.cutout), batch.x)
         with torch.no_grad():
             conf, pseudo = clf(weak).float().softmax(-1).max(-1)  # (μB,) each
         mask = (conf >= self.threshold).float()

@@ -24,7 +24,14 @@ from ..viz import save_confusion
 from ._common import add_data_args, data_for_run
 from .argtypes import fraction, nonneg_float, nonneg_int, positive_float, positive_int
 
-UNLABELED_ARGS = ("unlabeled_ratio", "unlabeled_weight", "unlabeled_epochs", "threshold", "alpha")
+UNLABELED_ARGS = (
+    "unlabeled_ratio",
+    "unlabeled_weight",
+    "unlabeled_epochs",
+    "threshold",
+    "cutout",
+    "alpha",
+)
 
 
 def add_unlabeled_args(p: argparse.ArgumentParser) -> None:
@@ -57,6 +64,13 @@ def add_unlabeled_args(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="TAU",
         help="consistency: confidence a pseudo-label needs, in (0, 1] (default 0.95)",
+    )
+    p.add_argument(
+        "--cutout",
+        type=nonneg_int,
+        default=None,
+        metavar="PX",
+        help="consistency: side of the square the strong view zeroes, 0 to 28 (default 10)",
     )
     p.add_argument(
         "--alpha",
