@@ -306,7 +306,9 @@ def _plan(cfg: ClassifyConfig, n_labeled: int, n_train: int) -> tuple[int, int]:
     batch = min(cfg.batch_size, n_labeled)
     least = cfg.min_steps
     if cfg.mode == "consistency":
-        least = max(least, math.ceil(cfg.unlabeled_epochs * n_train / (cfg.unlabeled_ratio * batch)))
+        least = max(
+            least, math.ceil(cfg.unlabeled_epochs * n_train / (cfg.unlabeled_ratio * batch))
+        )
     steps_per_epoch = max(n_labeled // batch, math.ceil(least / cfg.epochs))
     return batch, steps_per_epoch * batch
 
