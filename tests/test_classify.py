@@ -124,18 +124,22 @@ def test_pretrained_features_beat_random_features_with_a_linear_probe(ae_run, sy
     assert pre > 0.3  # well above chance (0.1)
 
 
-def test_unlabeled_epochs_set_the_budget_of_consistency_alone(ae_run, synthetic):
+def test_unlabeled_epochs_set_the_budget_of_consistency_alone(ae_run, small_synthetic):
     model = load_encoder_model(ae_run)
-    extra = dict(unlabeled_epochs=1.5, unlabeled_ratio=3)
-    # 1.5 passes over the training images in draws of 3 × 64 per step
-    least = math.ceil(1.5 * len(synthetic.train) / (3 * 64))
-    assert least > FAST["min_steps"]
-    res = train_classifier(model, synthetic, ClassifyConfig(mode="consistency", **FAST, **extra))
+    data = small_synthetic
+    budget = dict(labels=0.05, epochs=1, min_steps=6, batch_size=64, head_steps=2)
+    extra = dict(unlabeled_epochs=3, unlabeled_ratio=3)
+    res = train_classifier(model, data, ClassifyConfig(mode="consistency", **budget, **extra))
+    # 3 passes over the training images in draws of 3 × B per step (B: the labeled batch,
+    # all 50 labeled images here)
+    b = min(budget["batch_size"], res.n_labeled)
+    least = math.ceil(3 * len(data.train) / (3 * b))
+    assert least > budget["min_steps"]
     # rounded up to whole repeats of the labeled images in every epoch
-    assert least <= res.steps <= least + FAST["epochs"] * math.ceil(res.n_labeled / 64)
+    assert least <= res.steps <= least + budget["epochs"] * math.ceil(res.n_labeled / b)
     # the other modes keep the labeled budget
     for mode in ("finetune", "m2"):
-        other = train_classifier(model, synthetic, ClassifyConfig(mode=mode, **FAST, **extra))
+        other = train_classifier(model, data, ClassifyConfig(mode=mode, **budget, **extra))
         assert other.steps < least, mode
 
 

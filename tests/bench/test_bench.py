@@ -87,6 +87,17 @@ def test_peak_rate_is_timed_over_windows_not_single_calls():
     assert 0 < rate < 200
 
 
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_bf16_peaks_only_where_the_cpu_has_bf16(monkeypatch, has_bf16):
+    # without bf16 torch emulates it at a few GFLOP/s (0.27 for the matmul on an AVX2 EPYC):
+    # a row that looks like the machine's peak and is not
+    monkeypatch.setattr(machine, "bf16_supported", lambda: has_bf16)
+    names = {c.name for c in machine.peaks(16, 2)}
+    fp32 = {"peak/matmul_fp32", "peak/conv3x3_fp32", "peak/conv3x3_train_fp32"}
+    bf16 = {n.replace("fp32", "bf16") for n in fp32}
+    assert names == (fp32 | bf16 if has_bf16 else fp32)
+
+
 def test_conv_train_peak_counts_forward_and_backward():
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..config import TrainConfig
 from ..data.loader import Batch, to_float
 from ..registry import build_model
-from ..train import autocast, seed_everything, uses_bf16
+from ..train import autocast, bf16_supported, seed_everything, uses_bf16
 from .core import Case
 
 
@@ -83,10 +83,12 @@ def conv_train_peak(
 
 
 def peaks(matmul_n: int = 2048, conv_batch: int = 64) -> list[Case]:
-    """Matmul and 3×3 conv peaks (forward, and the conv trained) in fp32 and bf16;
+    """Matmul and 3×3 conv peaks (forward, and the conv trained) in fp32, and in bf16 where
+    the CPU has it (without, torch emulates bf16 at a few GFLOP/s: no peak worth a row);
     smaller sizes give the report's shape quickly (``aegen bench --quick``)."""
     cases = []
-    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    kinds = [("fp32", torch.float32)] + ([("bf16", torch.bfloat16)] if bf16_supported() else [])
+    for label, dtype in kinds:
         mm = matmul_peak(dtype, n=matmul_n)
         cases.append(Case(f"peak/matmul_{label}", mm / 1e9, "GFLOP/s"))
         cv = conv_peak(dtype, batch=conv_batch)
