@@ -143,7 +143,7 @@ def test_unlabeled_epochs_set_the_budget_of_consistency_alone(ae_run, small_synt
         assert other.steps < least, mode
 
 
-def test_the_cutout_setting_reaches_every_strong_view(ae_run, synthetic, monkeypatch):
+def test_the_cutout_setting_reaches_every_strong_view(ae_run, small_synthetic, monkeypatch):
     import aegen.classify as classify
 
     sizes, strong = [], classify.strong_view
@@ -154,7 +154,10 @@ def test_the_cutout_setting_reaches_every_strong_view(ae_run, synthetic, monkeyp
 
     monkeypatch.setattr(classify, "strong_view", spy)
     model = load_encoder_model(ae_run)
-    res = train_classifier(model, synthetic, ClassifyConfig(mode="consistency", cutout=4, **FAST))
+    # the labeled budget alone (unlabeled_epochs=0): the spy needs steps, not learning
+    cfg = ClassifyConfig(mode="consistency", cutout=4, unlabeled_epochs=0, **FAST)
+    res = train_classifier(model, small_synthetic, cfg)
+    assert res.steps >= FAST["min_steps"]
     assert len(sizes) == res.steps and set(sizes) == {4}
 
 

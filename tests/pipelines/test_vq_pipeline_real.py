@@ -1,4 +1,5 @@
-"""The default `aegen pipeline vqvae` on full Fashion-MNIST (slow: about 20 minutes on a Xeon, 40 on an AVX2 EPYC).
+"""The default `aegen pipeline vqvae` on full Fashion-MNIST (slow: about 20 minutes on a
+Xeon, about 40 on an AVX2 EPYC without bf16).
 
 Run with ``pytest -m slow tests/pipelines/test_vq_pipeline_real.py``; the data must be
 where `aegen` finds it (``/usr/share/datasets/fashion-mnist`` or ``AEGEN_DATA``). The
