@@ -183,22 +183,22 @@ def test_sampler_lookup(fake_runs, tmp_path, monkeypatch):
         assert sampler_for_run(fake_runs["noise"], model, EvalOptions()) == "registered"
 
 
-def _write_prior_run(d):
+def _write_prior_run(d, classes=0):
     d.mkdir()
-    (d / "config.json").write_text(
-        json.dumps({"model": "pixelcnn", "family": "prior", "data": {"name": "synthetic"}})
-    )
+    cfg = {"model": "pixelcnn", "family": "prior", "data": {"name": "synthetic"}}
+    (d / "config.json").write_text(json.dumps({**cfg, "model_config": {"num_classes": classes}}))
     return d
 
 
 def test_a_prior_run_is_sampled_through_its_vqvae(tmp_path, monkeypatch, fake_runs):
-    """Images come from prior_runs.sample_images(prior_dir, vqvae_dir, n, generator)."""
+    """Images come from prior_runs.sample_images(prior_dir, vqvae_dir, n, generator); a
+    conditional prior's are drawn for its classes in turn, across the sampler's calls."""
     from aegen import prior_runs
 
     calls = []
 
-    def sample_images(prior_dir, vqvae_dir, n, generator=None):
-        calls.append((prior_dir, vqvae_dir, n))
+    def sample_images(prior_dir, vqvae_dir, n, generator=None, label=None):
+        calls.append((prior_dir, vqvae_dir, n, None if label is None else label.tolist()))
         return torch.rand(n, 1, 28, 28, generator=generator)
 
     monkeypatch.setattr(prior_runs, "sample_images", sample_images)
@@ -211,7 +211,12 @@ def test_a_prior_run_is_sampled_through_its_vqvae(tmp_path, monkeypatch, fake_ru
     monkeypatch.setattr(evaluate, "load", lambda d, family=None: None)  # accept any VQ-VAE dir
     sampler = sampler_for_run(prior, None, EvalOptions(vqvae_dir="vq"))
     assert draw_samples(sampler, 7, seed=0, batch_size=4).shape == (7, 1, 28, 28)
-    assert calls == [(prior, "vq", 4), (prior, "vq", 3)]
+    assert calls == [(prior, "vq", 4, None), (prior, "vq", 3, None)]
+    calls.clear()
+    conditional = _write_prior_run(tmp_path / "conditional", classes=3)
+    sampler = sampler_for_run(conditional, None, EvalOptions(vqvae_dir="vq"))
+    draw_samples(sampler, 7, seed=0, batch_size=4)
+    assert [c[3] for c in calls] == [[0, 1, 2, 0], [1, 2, 0]]
 
 
 def test_user_errors_leave_metrics_untouched(cli, fake_runs, tiny_features, ae_run, tmp_path):

@@ -15,10 +15,11 @@ from safetensors.torch import load_file
 import aegen
 from aegen.checkpoint import MODEL, load, load_config, save_model, weights_hash
 from aegen.data.loader import to_float
-from aegen.eval.evaluate import EvalOptions, ReconstructionSampler, evaluate_run
+from aegen.eval.evaluate import EvalOptions, ReconstructionSampler, draw_samples, evaluate_run
 from aegen.eval.metrics import frechet_distance
 from aegen.pipelines import vq_prior
 from aegen.pipelines.vq_prior import fid_against_steps, load_codes, run_pipeline, sample_images
+from aegen.priors.sampling import balanced_sampler
 from aegen.runs import data_from_config, run_config_from_json
 
 TINY = [
@@ -498,12 +499,15 @@ def test_pipeline_scores_samples_and_ceiling_as_aegen_eval_would(scored, tiny_fe
 
 
 def test_class_accuracy_scores_the_samples_drawn_for_each_label(scored, tiny_features):
+    """The class accuracy is measured on the images the samples section scored, drawn for
+    the classes in turn: each image is drawn once, for both."""
     out, summary, draws, _ = scored
     acc = _section(out / "prior", "class_accuracy")
     per_class = EVAL_N // 10
-    assert [label for label, _ in draws] == list(range(10))  # each class asked for, in turn
-    assert all(images.shape == (per_class, 1, 28, 28) for _, images in draws)
-    want = [float((tiny_features.classify(x) == c).double().mean()) for c, x in draws]
+    labels, images = torch.cat([y for y, _ in draws]), torch.cat([x for _, x in draws])
+    assert labels.tolist() == [i % 10 for i in range(EVAL_N)]  # drawn once, classes in turn
+    right = tiny_features.classify(images) == labels
+    want = [float(right[labels == c].double().mean()) for c in range(10)]
     assert acc["per_class"] == want
     assert acc["mean"] == pytest.approx(sum(want) / 10)
     assert (acc["n_per_class"], acc["n_samples"]) == (per_class, EVAL_N)
@@ -644,10 +648,20 @@ def test_auto_temperature_is_chosen_by_fid_on_validation_images(scored, tmp_path
     out = tmp_path / "run"
     shutil.copytree(scored[0], out)
     args = {**ARGS, "temperature": None}
-    summary = run_pipeline(
-        out, overrides=TINY, progress=False, features_dir=tiny_features.directory,
-        eval_n=EVAL_N, **args,
-    )  # fmt: skip
+    drawn, original = [], vq_prior.sample_with
+
+    def counting(prior, vqvae, n, *a, **kw):
+        drawn.append(n)
+        return original(prior, vqvae, n, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(vq_prior, "sample_with", counting)
+        summary = run_pipeline(
+            out, overrides=TINY, progress=False, features_dir=tiny_features.directory,
+            eval_n=EVAL_N, **args,
+        )  # fmt: skip
+    # the scores and the class accuracy take the chosen temperature's images: no draw more
+    assert sum(drawn) == len(vq_prior.TEMPERATURES) * EVAL_N
     choice = summary["temperature_choice"]
     fids = {float(t): f for t, f in choice["fid_on_val"].items()}
     assert sorted(fids) == list(vq_prior.TEMPERATURES)
@@ -659,10 +673,11 @@ def test_auto_temperature_is_chosen_by_fid_on_validation_images(scored, tmp_path
     g = torch.Generator().manual_seed(0)
     idx = torch.randperm(len(data.val), generator=g)[:EVAL_N]
 
-    def sampler(k, gen):
-        return vq_prior.sample_with(prior, vq, k, generator=gen, temperature=0.9)
+    def draw(k, gen, y):
+        return vq_prior.sample_with(prior, vq, k, generator=gen, label=y, temperature=0.9)
 
-    fake = tiny_features.embed(vq_prior.draw_samples(sampler, EVAL_N, 0))
+    sampler = balanced_sampler(draw, prior.config.num_classes)
+    fake = tiny_features.embed(draw_samples(sampler, EVAL_N, 0))
     assert fids[0.9] == frechet_distance(tiny_features.embed(data.val.x[idx]), fake)
     assert fids[0.9] != frechet_distance(tiny_features.embed(data.test.x[:EVAL_N]), fake)
     # the samples are scored at the chosen temperature, and the choice is kept
@@ -713,8 +728,8 @@ def test_guidance_applies_to_the_temperature_choice_samples_and_scores(
             )  # fmt: skip
 
     summary = pipeline(2.0)
-    # 3 temperatures, the scored samples (one call per batch) and one call per class
-    assert len(seen) >= 3 + 1 + 10 and set(seen) == {2.0}
+    # one call for each temperature; the scores and the class accuracy reuse the chosen one's
+    assert len(seen) == len(vq_prior.TEMPERATURES) and set(seen) == {2.0}
     m = json.loads((out / "prior" / "metrics.json").read_text())
     assert m["temperature_choice"]["scored_from"]["guidance"] == 2.0
     assert m["samples"]["guidance"] == m["samples"]["scored_from"]["guidance"] == 2.0

@@ -42,6 +42,7 @@ from ..data.datasets import Dataset, Split
 from ..data.loader import to_float
 from ..errors import UserError
 from ..models.abilities import Reconstructs, Samples, ScoresLikelihood
+from ..priors.sampling import balanced_sampler
 from ..version import __version__
 from .features import DomainFeatures
 from .metrics import (
@@ -123,7 +124,11 @@ def _vq_prior_sampler(run_dir: Path, model: Any, options: EvalOptions) -> Sample
         )
     load(vqvae_dir, family="vqvae")  # refuses a missing or wrong directory in one line, early
     kw = {} if options.temperature == 1.0 else {"temperature": options.temperature}
-    return lambda n, g: prior_runs.sample_images(run_dir, vqvae_dir, n, generator=g, **kw)
+    # a conditional prior draws the classes in turn, as the pipeline's stage 4 scores it
+    return balanced_sampler(
+        lambda n, g, y: prior_runs.sample_images(run_dir, vqvae_dir, n, g, label=y, **kw),
+        cfg.get("model_config", {}).get("num_classes", 0),
+    )
 
 
 def sampler_for_run(

@@ -5,17 +5,19 @@ The models only, no directories (for those see :mod:`aegen.prior_runs`)::
     codes = sample_codes(prior, 100, generator=g)         # (100, H, W) long
     images = decode_codes(vqvae, codes)                    # (100, 1, 28, 28) in [0, 1]
     images = sample_with(prior, vqvae, 100, generator=g)   # both steps, checked
+    sampler = balanced_sampler(lambda n, g, y: sample_with(prior, vqvae, n, g, label=y), 10)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ..errors import UserError
 
-__all__ = ["check_pair", "decode_codes", "sample_codes", "sample_with"]
+__all__ = ["balanced_sampler", "check_pair", "decode_codes", "sample_codes", "sample_with"]
 
 
 def sample_codes(
@@ -72,3 +74,24 @@ def sample_with(
     codes = sample_codes(prior, n, generator, **kw)
     images = decode_codes(vqvae, codes)
     return (images, codes) if return_codes else images
+
+
+def balanced_sampler(
+    draw: Callable[[int, torch.Generator, torch.Tensor | None], torch.Tensor], classes: int
+) -> Callable[[int, torch.Generator], torch.Tensor]:
+    """A sampler ``(n, generator) -> images`` asking ``draw(n, generator, labels)`` for the
+    classes in turn across its calls, 0, 1, …, C − 1, 0, … (labels None when ``classes`` is 0).
+
+    n images of it hold every class n / C times (± 1), as the test set does, so their
+    scores carry no noise from the label counts, and the images drawn for each label can
+    be scored for being of that class (the pipeline's class accuracy).
+    """
+    drawn = 0
+
+    def sampler(n: int, generator: torch.Generator) -> torch.Tensor:
+        nonlocal drawn
+        labels = torch.arange(drawn, drawn + n) % classes if classes else None
+        drawn += n
+        return draw(n, generator, labels)
+
+    return sampler
