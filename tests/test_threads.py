@@ -259,3 +259,20 @@ def test_the_recheck_reads_nothing_when_there_is_nothing_to_gain(monkeypatch, ch
     assert threads.recheck() == choice
     monkeypatch.setattr(threads, "_current", None)  # the library: aegen chose nothing
     assert threads.recheck() is None
+
+
+def test_steal_is_read_from_the_all_cpus_line_and_shared_over_a_window(tmp_path):
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal: 100 jiffies of which 40 stolen
+    stat.write_text("cpu  30 0 10 20 0 0 0 40 0 0\ncpu0 15 0 5 10 0 0 0 20 0 0\n")
+    before = threads.read_steal(str(stat))
+    assert before == (40, 100)
+    stat.write_text("cpu  60 0 10 20 0 0 0 110 0 0\ncpu0 1 1 1 1 1 1 1 1 0 0\n")
+    after = threads.read_steal(str(stat))
+    assert after == (110, 200)
+    assert threads.steal_share(before, after) == 0.7  # 70 of the 100 new jiffies
+    assert threads.steal_share(after, after) is None  # no time passed
+    assert threads.steal_share(None, after) is None
+    assert threads.read_steal(str(tmp_path / "missing")) is None
+    stat.write_text("intr 5\n")
+    assert threads.read_steal(str(stat)) is None

@@ -11,7 +11,7 @@ import torch
 from conftest import assert_user_error
 
 from aegen.bench import data_scaling, machine, trainer_overhead, vq
-from aegen.bench.core import Case, write_report
+from aegen.bench.core import Case, StealMeter, write_report
 from aegen.bench.suite import _code_data, denormal_case
 from aegen.runs import make_run_config
 
@@ -292,3 +292,15 @@ def test_the_report_records_what_each_model_trains_with():
     want = "bf16" if bf16_supported() else "fp32"
     assert sw["vqvae"]["arithmetic"] == want and sw["vqvae"]["channels_last"] is True
     assert sw["ae-mlp"]["arithmetic"] == "fp32"  # amp=off: fp32 on every CPU
+
+
+def test_each_group_of_cases_records_the_steal_while_it_ran():
+    readings = iter([(0, 100), (10, 200), (10, 300), None])
+    meter = StealMeter(read=lambda: next(readings))
+    cases = [Case("a", 1.0, "x"), Case("b", 1.0, "x")]
+    assert meter.close_group(cases) == 0.1  # 10 of 100 jiffies
+    cases.append(Case("c", 1.0, "x"))
+    assert meter.close_group(cases) == 0.0  # only the new case is marked
+    assert [c.extra["steal"] for c in cases] == [0.1, 0.1, 0.0]
+    cases.append(Case("d", 1.0, "x"))
+    assert meter.close_group(cases) is None and cases[-1].extra["steal"] is None  # unreadable

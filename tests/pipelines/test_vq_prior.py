@@ -96,6 +96,12 @@ def test_pipeline_writes_all_four_stages(done):
     prior = summary["prior"]
     # it learned more than the codes' frequencies: 3.21 vs 4.24 bits/code when measured
     assert prior["test_nll_bits"] < 0.9 * prior["test_unigram_entropy_bits"], prior
+    # how long it took, stage by stage, and how much CPU time the machine lost meanwhile
+    t = json.loads((out / "summary.json").read_text())["time"]
+    assert list(t["stages_wall_s"]) == ["vqvae", "codes", "prior", "samples"]
+    assert t["wall_s"] >= sum(t["stages_wall_s"].values()) - 0.5 and t["cpu_s"] > 0
+    assert t["stages_wall_s"]["vqvae"] > 0 and t["stages_wall_s"]["prior"] > 0
+    assert t["steal"] is None or 0 <= t["steal"] < 1
 
 
 def test_decoding_the_codes_equals_the_reconstruction(done):
@@ -769,3 +775,17 @@ def test_the_pipeline_trains_a_guidable_prior_and_guides_its_samples_by_default(
         assert record.get("guidance", 1.0) == w
         dropout = load_config(run / "prior")["model_config"]["label_dropout"]
         assert dropout == (0.1 if conditional and not over else 0.0)
+
+
+def test_the_pipeline_trains_its_own_transformer_recipe_unless_told_otherwise():
+    """2 blocks for 7 epochs (docs/vqvae.md, "A shallower prior"); --set and --prior-epochs
+    win, and a prior without a recipe keeps its own defaults."""
+    settings = vq_prior.pipeline_prior_settings
+    over, epochs = settings("transformer", [], True, None)
+    assert over == ["model.label_dropout=0.1", "model.n_layers=2"] and epochs == 7
+    run = vq_prior.prior_run_config("transformer", (256, (7, 7), 10), over, epochs=epochs)
+    assert (run.model_config.n_layers, run.train.epochs) == (2, 7)
+    over, epochs = settings("transformer", ["model.n_layers=3"], False, 4)
+    run = vq_prior.prior_run_config("transformer", (256, (7, 7), 10), over, False, epochs=epochs)
+    assert (run.model_config.n_layers, run.train.epochs, run.model_config.num_classes) == (3, 4, 0)
+    assert settings("pixelcnn", [], True, None) == (["model.label_dropout=0.1"], None)

@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["Case", "interleaved", "machine_info", "write_report"]
+from ..threads import read_steal, steal_share
+
+__all__ = ["Case", "StealMeter", "interleaved", "machine_info", "write_report"]
 
 
 @dataclass
@@ -31,6 +33,25 @@ class Case:
     def __post_init__(self) -> None:
         if self.ratio is None and self.baseline:
             self.ratio = self.value / self.baseline
+
+
+class StealMeter:
+    """The share of CPU time a hypervisor stole (:func:`aegen.threads.read_steal`) while
+    each group of cases ran, kept in each case's ``extra["steal"]``: a ratio or a time is
+    only comparable with another measured at about the same steal."""
+
+    def __init__(self, read: Callable[[], tuple[int, int] | None] = read_steal) -> None:
+        self.read = read
+        self.last, self.count = read(), 0
+
+    def close_group(self, cases: list[Case]) -> float | None:
+        """Mark the cases added since the last call with the steal since then; return it."""
+        now = self.read()
+        share = steal_share(self.last, now)
+        for case in cases[self.count :]:
+            case.extra["steal"] = share
+        self.last, self.count = now, len(cases)
+        return share
 
 
 def _cpu_name() -> str:

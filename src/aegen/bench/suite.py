@@ -52,7 +52,7 @@ from ..runs import make_run_config
 from ..train import bf16_supported
 from . import data_scaling, explore, machine, trainer_overhead, vq
 from .contention import contention_cases
-from .core import Case, write_report
+from .core import Case, StealMeter, write_report
 from .whole_process import whole_process_case
 
 __all__ = ["run_suite"]
@@ -145,8 +145,14 @@ def run_suite(
     cases: list[Case] = []
     t0 = time.perf_counter()
 
+    steal = StealMeter()
+
     def done(what: str) -> None:  # progress on stderr: the JSON on stdout stays clean
-        print(f"bench: {what} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        share = steal.close_group(cases)
+        stolen = "" if share is None else f"; {100 * share:.0f} % stolen"
+        print(
+            f"bench: {what} ({time.perf_counter() - t0:.0f} s{stolen})", file=sys.stderr, flush=True
+        )
 
     # trainer overhead: every model and every prior
     codes = _code_data(512 if quick else 8192)  # random grids: speed does not depend on the values

@@ -61,6 +61,13 @@ TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 8, "batch_size": 128, "lr": 2e-3, "a
 # --------------------------------------------------------------------------- using one
 
 
+# Images per forward pass when scoring. The network's results do not depend on it (eval
+# mode: every image alone), its speed does: on 2 cores of an AVX2 EPYC (Zen 3) 128 images
+# ran at about 4 000 images/s and 1 000 at 1 400-1 900, whose (1000, 32, 28, 28)
+# activations (100 MB) leave the caches between the BatchNorm, ReLU and max-pool passes.
+EVAL_BATCH = 128
+
+
 @dataclass
 class DomainFeatures:
     """A trained, verified feature network and what it records next to every score."""
@@ -99,7 +106,7 @@ class DomainFeatures:
     def embed(
         self,
         images: torch.Tensor,
-        batch_size: int = 1000,
+        batch_size: int = EVAL_BATCH,
         progress: bool = False,
         desc: str = "features",
     ) -> torch.Tensor:
@@ -117,7 +124,7 @@ class DomainFeatures:
         return self.net.config.num_classes
 
     @torch.no_grad()
-    def classify(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    def classify(self, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
         """(N,) the classifier's label of each image (uint8 (N, 28, 28) or float in [0, 1])."""
         self.net.eval()
         out = [
@@ -126,7 +133,9 @@ class DomainFeatures:
         ]
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
-    def accuracy(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    def accuracy(
+        self, images: torch.Tensor, labels: torch.Tensor, batch_size: int = EVAL_BATCH
+    ) -> float:
         """Fraction of ``images`` the classifier labels correctly."""
         right = int((self.classify(images, batch_size) == labels).sum())
         return right / max(1, images.shape[0])

@@ -111,7 +111,11 @@ def run(t: Tour, d: Path) -> PartResult:
     run_pipeline(
         d,
         prior="transformer",
-        overrides=[f"prior.{o}" for o in b.priors.get("transformer", ())],
+        # the 4 blocks its claims were measured with, not the pipeline's 2
+        overrides=[
+            "prior.model.n_layers=4",
+            *(f"prior.{o}" for o in b.priors.get("transformer", ())),
+        ],
         data=t.data_name,
         data_dir=t.data_dir,
         limit=t.budget.limit,
