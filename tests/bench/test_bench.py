@@ -13,6 +13,7 @@ from conftest import assert_user_error
 from aegen.bench import data_scaling, machine, trainer_overhead, vq
 from aegen.bench.core import Case, StealMeter, write_report
 from aegen.bench.suite import _code_data, denormal_case
+from aegen.pipelines.vq_prior import PIPELINE_PRIOR_RECIPE
 from aegen.runs import make_run_config
 
 
@@ -123,6 +124,25 @@ def test_sampling_and_encoding_cases():
     one = next(c for c in cases if c.name == "sample/maskgit_8_steps_one_grid")
     assert one.extra["n"] == 1 and one.baseline > 0
     assert vq.encode_speed(torch.rand(4, 1, 28, 28), repeats=1) > 0
+
+
+def test_maskgit_is_timed_against_the_transformer_the_pipeline_trains(monkeypatch):
+    # the pipeline's transformer has fewer blocks than the registry's, so it samples faster:
+    # a MaskGIT ratio against the registry's default would flatter MaskGIT
+    calls = []
+
+    def spy(name, n, use_cache, repeats=2, **model):
+        calls.append((name, n, model))
+        return 1.0
+
+    monkeypatch.setattr(vq, "sample_speed", spy)
+    vq.sampling_cases(3)
+    (setting,) = PIPELINE_PRIOR_RECIPE["transformer"][0]
+    key, value = setting.removeprefix("model.").split("=")
+    baselines = [c for c in calls if c[0] == "transformer" and c[2]]
+    assert [(n, m) for _, n, m in baselines] == [(3, {key: value}), (1, {key: value})]
+    # the transformer's own case keeps the registry's default
+    assert ("transformer", 3, {}) in calls
 
 
 def test_scaling_and_batching_cases(small_synthetic):

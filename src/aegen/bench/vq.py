@@ -8,7 +8,9 @@ from collections.abc import Callable
 
 import torch
 
+from ..config import parse_override
 from ..data.loader import Batch
+from ..pipelines.vq_prior import PIPELINE_PRIOR_RECIPE
 from ..registry import available, build_model
 from ..train import autocast
 from .core import Case
@@ -55,32 +57,44 @@ def encode_speed(x: torch.Tensor, repeats: int = 3) -> float:
         return x.shape[0] / best_of(lambda: model.encode_indices(x), repeats)
 
 
-def sample_speed(name: str, n: int, use_cache: bool, repeats: int = 2) -> float:
-    """Code grids per second drawn by prior ``name`` (default config, class-conditional)."""
+def sample_speed(name: str, n: int, use_cache: bool, repeats: int = 2, **model: object) -> float:
+    """Code grids per second drawn by prior ``name`` (its default config with the ``model``
+    settings, class-conditional)."""
     torch.manual_seed(0)
-    prior = build_model(name, num_classes=10).eval()
+    prior = build_model(name, num_classes=10, **model).eval()
     g = torch.Generator()
     return n / best_of(
         lambda: prior.sample(n, generator=g.manual_seed(0), use_cache=use_cache), repeats
     )
 
 
+def pipeline_model(prior: str) -> dict[str, str]:
+    """The model settings ``aegen pipeline vqvae`` gives ``prior`` beyond its defaults
+    (its ``PIPELINE_PRIOR_RECIPE``; the transformer's: 2 blocks), as ``build_model`` takes
+    them."""
+    sets, _ = PIPELINE_PRIOR_RECIPE.get(prior, ((), None))
+    pairs = (parse_override(t) for t in sets)
+    return {key.removeprefix("model."): v for key, v in pairs if key.startswith("model.")}
+
+
 def sampling_cases(n: int) -> list[Case]:
     """Each prior's sampling speed; ratio = cached / uncached (PixelCNN has no cache), and
-    for MaskGIT (8 parallel steps, its default) the KV-cached transformer's speed, at
+    for MaskGIT (8 parallel steps, its default) the KV-cached transformer's speed as
+    ``aegen pipeline vqvae`` builds it (the prior MaskGIT is compared with there), at
     ``n`` grids per call and at one (where a few steps beat 49 sequential ones most)."""
     cases = []
     for name in available("prior"):
         cached = sample_speed(name, n, True)
         if name == "maskgit":
-            baseline = "the transformer prior with its KV cache"
+            ar = pipeline_model("transformer")
+            extra = {"baseline": "the pipeline's transformer prior with its KV cache", "model": ar}
             cases.append(
                 Case(
                     f"sample/{name}_8_steps",
                     cached,
                     "grids/s",
-                    sample_speed("transformer", n, True),
-                    extra={"baseline": baseline, "n": n},
+                    sample_speed("transformer", n, True, **ar),
+                    extra={**extra, "n": n},
                 )
             )
             cases.append(
@@ -88,8 +102,8 @@ def sampling_cases(n: int) -> list[Case]:
                     f"sample/{name}_8_steps_one_grid",
                     sample_speed(name, 1, True, repeats=5),
                     "grids/s",
-                    sample_speed("transformer", 1, True, repeats=5),
-                    extra={"baseline": baseline, "n": 1},
+                    sample_speed("transformer", 1, True, repeats=5, **ar),
+                    extra={**extra, "n": 1},
                 )
             )
         elif name == "pixelcnn":
