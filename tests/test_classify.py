@@ -153,12 +153,10 @@ def test_consistency_with_2_percent_labels_beats_the_same_run_without_the_unlabe
     (75.8 → 85.8 % at seed 0); an earlier recipe (2 AE epochs, a linear head, under
     2 000 steps) stayed within the seed noise (docs/semisup.md).
     """
-    from aegen.config import TrainConfig
-
     data = aegen.load_data("synthetic", val_size=500, limit=3000)
     aegen.seed_everything(0)
     ae = aegen.build_model("ae-mlp", hidden=(128,), code_dim=16)
-    aegen.Trainer(ae, TrainConfig(epochs=6, batch_size=64, lr=3e-3), progress=False).fit(data)
+    aegen.Trainer(ae, aegen.TrainConfig(epochs=6, batch_size=64, lr=3e-3), progress=False).fit(data)
     budget = dict(labels=0.02, epochs=1, min_steps=0, batch_size=64, head_steps=50)
     cfg = ClassifyConfig(mode="consistency", head="mlp", unlabeled_epochs=60, **budget)
     alone = train_classifier(ae, data, dataclasses.replace(cfg, unlabeled_weight=0))
