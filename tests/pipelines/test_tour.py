@@ -276,3 +276,44 @@ def test_the_generators_part_compares_the_installed_families(tmp_path, monkeypat
     for (_, text), fam in zip(r.figures, ("vae", "gan"), strict=True):
         assert text == f"{fam}: {saved['families'][fam]['caption']}"
     assert r.metrics["fid_gan"] == saved["families"]["gan"]["fid"]
+
+
+def test_a_budget_with_consistency_runs_it_on_its_own_unlabeled_budget_and_may_pick_it(
+    tmp_path, monkeypatch
+):
+    import dataclasses
+    import math
+
+    from aegen.pipelines.semisup import read_results
+    from aegen.pipelines.tour import semisup as part
+
+    tiny = dataclasses.replace(part.BUDGETS["tiny"], modes=("consistency",), unlabeled_epochs=3.0)
+    monkeypatch.setitem(part.BUDGETS, "tiny", tiny)
+    t = _tiny_tour(tmp_path)
+    d = tmp_path / "2-classification"
+    d.mkdir()
+    r = part.run(t, d)
+    rows = read_results(d / "results.csv")
+    n_train = len(t.data().train)
+    for name, fraction in (("few", tiny.few), ("more", tiny.more)):
+        at = [row for row in rows if abs(row["fraction"] - fraction) < 1e-12]
+        assert {row["column"] for row in at} == {"probe", "finetune", "scratch", "consistency"}
+        cons = next(row for row in at if row["column"] == "consistency")
+        # the budget's 3 unlabeled epochs of μ·B = 256 draws a step, not the library's 20
+        assert math.ceil(3 * n_train / 256) <= cons["steps"] < math.ceil(20 * n_train / 256)
+        best = max((row for row in at if row["column"] != "scratch"), key=lambda r: r["val_acc"])
+        assert r.metrics[f"{name}_ae"] == pytest.approx(best["test_acc"], abs=1e-6)  # csv: 6 digits
+    assert any("consistency" in label for label, _ in r.numbers)
+
+
+def test_the_ae_based_pick_takes_a_budgets_extra_mode_only_when_the_budget_runs_it():
+    from aegen.pipelines.tour.semisup import _pick
+
+    def row(column, val, test):
+        return {"fraction": 0.01, "column": column, "val_acc": val, "test_acc": test}
+
+    rows = [row("probe", 0.70, 0.69), row("finetune", 0.80, 0.79), row("scratch", 0.85, 0.84)]
+    rows.append(row("consistency", 0.83, 0.82))
+    assert _pick(rows, 0.01, ("consistency",))[0]["column"] == "consistency"
+    assert _pick(rows, 0.01)[0]["column"] == "finetune"  # scratch is never the AE-based row
+    assert _pick(rows, 0.01)[1]["column"] == "scratch"
