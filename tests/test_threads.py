@@ -276,3 +276,26 @@ def test_steal_is_read_from_the_all_cpus_line_and_shared_over_a_window(tmp_path)
     assert threads.read_steal(str(tmp_path / "missing")) is None
     stat.write_text("intr 5\n")
     assert threads.read_steal(str(stat)) is None
+
+
+def test_each_classifier_of_a_grid_takes_the_cores_that_were_busy_at_the_start(
+    monkeypatch, one_of_two
+):
+    """`aegen semisup` trains many classifiers in one process: each reads the cores again,
+    as a fresh run does (a grid started beside a busy core once ran every cell on 1)."""
+    from aegen.classify import ClassifyConfig, train_classifier
+    from aegen.data.datasets import load_data
+    from aegen.registry import build_model
+
+    seen = []
+
+    def free(reading, min_window=threads.MIN_WINDOW):
+        seen.append(reading.cpus)
+        return 1.97
+
+    monkeypatch.setattr(threads, "finish_reading", free)
+    model = build_model("ae-mlp", code_dim=4)
+    data = load_data("synthetic", limit=256)
+    cfg = ClassifyConfig(mode="probe", labels=0.5, epochs=1, min_steps=1)
+    train_classifier(model, data, cfg)
+    assert seen == [{0, 1}] and torch.get_num_threads() == 2

@@ -71,6 +71,7 @@ from .files import atomic_write_json
 from .models.base import Autoencoder
 from .models.classifier import Classifier, encoder_parameters
 from .models.m2 import M2, M2Config
+from .threads import recheck as recheck_threads
 from .train import Trainer, autocast, seed_everything
 
 __all__ = [
@@ -350,6 +351,9 @@ def train_classifier(
     metrics.csv there.
     """
     check_bounds(cfg)
+    # each classifier is a fresh run (a grid trains many in one command): cores that were
+    # busy when the command started may be free now (a grid's cells once all ran on 1)
+    recheck_threads()
     t0, cpu0 = time.perf_counter(), time.process_time()
     labeled_idx = labeled_indices(data.train.y, cfg.labels, cfg.seed, data.num_classes)
     n_labeled = labeled_idx.shape[0]
