@@ -128,7 +128,8 @@ def test_sampling_and_encoding_cases():
 
 def test_maskgit_is_timed_against_the_transformer_the_pipeline_trains(monkeypatch):
     # the pipeline's transformer has fewer blocks than the registry's, so it samples faster:
-    # a MaskGIT ratio against the registry's default would flatter MaskGIT
+    # a MaskGIT ratio against the registry's default would flatter MaskGIT, and MaskGIT
+    # itself is timed as the pipeline trains it too
     calls = []
 
     def spy(name, n, use_cache, repeats=2, **model):
@@ -141,6 +142,12 @@ def test_maskgit_is_timed_against_the_transformer_the_pipeline_trains(monkeypatc
     key, value = setting.removeprefix("model.").split("=")
     baselines = [c for c in calls if c[0] == "transformer" and c[2]]
     assert [(n, m) for _, n, m in baselines] == [(3, {key: value}), (1, {key: value})]
+    (setting,) = PIPELINE_PRIOR_RECIPE["maskgit"][0]
+    key, value = setting.removeprefix("model.").split("=")
+    assert [(n, m) for name, n, m in calls if name == "maskgit"] == [
+        (3, {key: value}),
+        (1, {key: value}),
+    ]
     # the transformer's own case keeps the registry's default
     assert ("transformer", 3, {}) in calls
 

@@ -79,19 +79,22 @@ def pipeline_model(prior: str) -> dict[str, str]:
 
 def sampling_cases(n: int) -> list[Case]:
     """Each prior's sampling speed; ratio = cached / uncached (PixelCNN has no cache), and
-    for MaskGIT (8 parallel steps, its default) the KV-cached transformer's speed as
-    ``aegen pipeline vqvae`` builds it (the prior MaskGIT is compared with there), at
-    ``n`` grids per call and at one (where a few steps beat 49 sequential ones most)."""
+    for MaskGIT (8 parallel steps, its default) against the KV-cached transformer, both
+    as ``aegen pipeline vqvae`` builds them (where they are compared), at ``n`` grids per
+    call and at one (where a few steps beat 49 sequential ones most)."""
     cases = []
     for name in available("prior"):
-        cached = sample_speed(name, n, True)
         if name == "maskgit":
-            ar = pipeline_model("transformer")
-            extra = {"baseline": "the pipeline's transformer prior with its KV cache", "model": ar}
+            own, ar = pipeline_model(name), pipeline_model("transformer")
+            extra = {
+                "baseline": "the pipeline's transformer prior with its KV cache",
+                "model": own,
+                "baseline_model": ar,
+            }
             cases.append(
                 Case(
                     f"sample/{name}_8_steps",
-                    cached,
+                    sample_speed(name, n, True, **own),
                     "grids/s",
                     sample_speed("transformer", n, True, **ar),
                     extra={**extra, "n": n},
@@ -100,7 +103,7 @@ def sampling_cases(n: int) -> list[Case]:
             cases.append(
                 Case(
                     f"sample/{name}_8_steps_one_grid",
-                    sample_speed(name, 1, True, repeats=5),
+                    sample_speed(name, 1, True, repeats=5, **own),
                     "grids/s",
                     sample_speed("transformer", 1, True, repeats=5, **ar),
                     extra={**extra, "n": 1},
@@ -110,7 +113,7 @@ def sampling_cases(n: int) -> list[Case]:
             cases.append(
                 Case(
                     f"sample/{name}",
-                    cached,
+                    sample_speed(name, n, True),
                     "grids/s",
                     extra={"cache": "none (masked convolutions)"},
                 )
@@ -119,7 +122,7 @@ def sampling_cases(n: int) -> list[Case]:
             cases.append(
                 Case(
                     f"sample/{name}_kv_cache",
-                    cached,
+                    sample_speed(name, n, True),
                     "grids/s",
                     sample_speed(name, n, False),
                     extra={"baseline": "the same sampler without its cache", "n": n},
