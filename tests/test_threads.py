@@ -219,11 +219,9 @@ def one_of_two(monkeypatch):
     torch.set_num_threads(before)
 
 
-def test_a_fresh_run_takes_the_cores_that_were_busy_at_the_start_once_they_are_free(
-    monkeypatch, one_of_two, tmp_path
-):
-    """A command that started beside a busy core reads the cores again before each new
-    run; both are free now, so the run trains on 2 threads and records 2."""
+@pytest.fixture
+def cores_free_now(monkeypatch):
+    """Every reading of the cores finds both idle; returns the list of cores each read."""
     seen = []
 
     def free(reading, min_window=threads.MIN_WINDOW):
@@ -231,10 +229,18 @@ def test_a_fresh_run_takes_the_cores_that_were_busy_at_the_start_once_they_are_f
         return 1.97
 
     monkeypatch.setattr(threads, "finish_reading", free)
+    return seen
+
+
+def test_a_fresh_run_takes_the_cores_that_were_busy_at_the_start_once_they_are_free(
+    one_of_two, cores_free_now, tmp_path
+):
+    """A command that started beside a busy core reads the cores again before each new
+    run; both are free now, so the run trains on 2 threads and records 2."""
     run = make_run_config("ae-mlp", data="synthetic", epochs=1, batch_size=64, limit=128)
     train_run(run, tmp_path / "run", progress=False)
     env = json.loads((tmp_path / "run" / "config.json").read_text())["environment"]
-    assert seen == [{0, 1}]
+    assert cores_free_now == [{0, 1}]
     assert env["threads"] == env["torch_threads"] == torch.get_num_threads() == 2
     assert env["idle"] == 1.97 and env["source"] == "machine"
 
@@ -279,7 +285,7 @@ def test_steal_is_read_from_the_all_cpus_line_and_shared_over_a_window(tmp_path)
 
 
 def test_each_classifier_of_a_grid_takes_the_cores_that_were_busy_at_the_start(
-    monkeypatch, one_of_two
+    one_of_two, cores_free_now
 ):
     """`aegen semisup` trains many classifiers in one process: each reads the cores again,
     as a fresh run does (a grid started beside a busy core once ran every cell on 1)."""
@@ -287,15 +293,8 @@ def test_each_classifier_of_a_grid_takes_the_cores_that_were_busy_at_the_start(
     from aegen.data.datasets import load_data
     from aegen.registry import build_model
 
-    seen = []
-
-    def free(reading, min_window=threads.MIN_WINDOW):
-        seen.append(reading.cpus)
-        return 1.97
-
-    monkeypatch.setattr(threads, "finish_reading", free)
     model = build_model("ae-mlp", code_dim=4)
     data = load_data("synthetic", limit=256)
     cfg = ClassifyConfig(mode="probe", labels=0.5, epochs=1, min_steps=1)
     train_classifier(model, data, cfg)
-    assert seen == [{0, 1}] and torch.get_num_threads() == 2
+    assert cores_free_now == [{0, 1}] and torch.get_num_threads() == 2
