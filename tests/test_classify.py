@@ -144,6 +144,35 @@ def test_unlabeled_epochs_set_the_budget_of_consistency_alone(ae_run, small_synt
         assert other.steps < least, mode
 
 
+def test_m2_draws_its_unlabeled_images_only_from_those_without_a_label(
+    small_synthetic, monkeypatch
+):
+    import aegen.classify as classify
+    from aegen.data.labeled import labeled_indices
+
+    pools, real = [], classify.M2Loss
+
+    def spy(model, unlabeled, ratio):
+        pools.append(unlabeled)
+        return real(model, unlabeled, ratio)
+
+    monkeypatch.setattr(classify, "M2Loss", spy)
+    data = small_synthetic
+    budget = dict(mode="m2", epochs=1, min_steps=4, batch_size=32, seed=3)
+    some = train_classifier(None, data, ClassifyConfig(labels=0.2, **budget))
+    labeled = labeled_indices(data.train.y, 0.2, 3, data.num_classes)
+    rest = torch.ones(len(data.train), dtype=torch.bool)
+    rest[labeled] = False
+    assert torch.equal(pools[0], data.train.x[rest])  # the paper's disjoint sets
+    assert len(pools[0]) == len(data.train) - some.n_labeled
+    assert "train_nelbo_unlabeled" in some.history[-1]
+    # every label known: no unlabeled term (and none of its ten decodes per image)
+    every = train_classifier(None, data, ClassifyConfig(labels=1.0, **budget))
+    assert len(pools[1]) == 0 and every.n_labeled == len(data.train)
+    assert "train_nelbo_unlabeled" not in every.history[-1]
+    assert "train_ce" in every.history[-1]
+
+
 def test_consistency_with_2_percent_labels_beats_the_same_run_without_the_unlabeled_term():
     """The issue's check: pseudo-labels on the unlabeled 98 % carry accuracy, not the budget.
 

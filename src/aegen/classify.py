@@ -22,9 +22,11 @@ of any registered autoencoder (the code of an AE, μ of a VAE, …):
   (:mod:`aegen.models.m2`) trained from scratch on the labeled images and
   ``unlabeled_ratio`` × as many unlabeled ones per step; its q(y|x) is the classifier.
 
-The unlabeled images of ``joint``, ``consistency`` and ``m2`` are drawn at every
-step from all training images (labeled or not) with the global torch RNG, which the
-Trainer checkpoints, so a resumed run draws the same ones.
+The unlabeled images of ``joint`` and ``consistency`` are drawn at every step from
+all training images (labeled or not, as FixMatch does), those of ``m2`` from the
+training images without a label (the paper's disjoint sets: with all labels it has
+no unlabeled term), with the global torch RNG, which the Trainer checkpoints, so a
+resumed run draws the same ones.
 
 The labeled images are a class-balanced subset of the training split
 (:func:`aegen.data.labeled.labeled_indices`). The validation split never holds a
@@ -244,7 +246,10 @@ class M2Loss:
     """The ``m2`` mode's loss for the Trainer: the labeled batch plus μB unlabeled images
     (labels −1) drawn from ``unlabeled``, through :meth:`aegen.models.m2.M2.loss`.
 
-    In validation only the labeled images count (the validation split has labels).
+    ``unlabeled`` holds the training images without a label, as in the paper's two
+    disjoint sets; with every label known it is empty and the loss is the labeled
+    part alone. In validation only the labeled images count (the validation split
+    has labels).
     """
 
     def __init__(self, model: M2, unlabeled: torch.Tensor, ratio: int):
@@ -253,7 +258,8 @@ class M2Loss:
         self.ratio = ratio
 
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict]:
-        if not self.model.training or self.model.config.unlabeled_weight == 0:
+        off = self.model.config.unlabeled_weight == 0 or len(self.unlabeled) == 0
+        if not self.model.training or off:
             return self.model.loss(batch)
         u = draw_images(self.unlabeled, self.ratio * batch.x.shape[0], batch.x)
         x = torch.cat([batch.x, float_like(u, batch.x)])
@@ -479,7 +485,9 @@ def _m2_trainer(data, cfg, tcfg, labeled_idx, per_epoch, out_dir, progress):
         write_config(out_dir, {"model": M2.registry_name, "model_config": to_dict(model.config)})
     labeled = data.train.subset(labeled_idx)
     train_set = dataclasses.replace(data, train=_repeat_to(labeled, per_epoch))
-    loss_fn = M2Loss(model, data.train.x, cfg.unlabeled_ratio)
+    without_label = torch.ones(len(data.train), dtype=torch.bool)
+    without_label[labeled_idx] = False
+    loss_fn = M2Loss(model, data.train.x[without_label], cfg.unlabeled_ratio)
     trainer = Trainer(model, tcfg, out_dir, loss_fn=loss_fn, progress=progress)
     return M2Classifier(model), trainer, train_set
 
