@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     on = "its own VAE" if cfg.mode == "m2" else f"{model.registry_name} ({cfg.head} head)"
     print(
         f"{cfg.mode} on {on} with {result.n_labeled} labels "
-        f"({cfg.labels:g} of the training images): test accuracy {result.test_acc:.2%}, "
+        f"({100 * cfg.labels:g} % of the training images): test accuracy {result.test_acc:.2%}, "
         f"validation {result.val_acc:.2%}, {result.seconds:.0f} s",
     )
     print(f"wrote {out / 'metrics.json'}, {out / 'confusion.png'}", file=sys.stderr)
