@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO, assert_user_error
+from explorer_page import artifacts_folder, open_page, outside, screenshot
 from headless import Browser
 
 import aegen
@@ -123,19 +124,12 @@ def browser():
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
-    where = os.environ.get("AEGEN_TEST_ARTIFACTS")
-    path = Path(where) if where else tmp_path_factory.mktemp("explore-artifacts")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return artifacts_folder(tmp_path_factory)
 
 
 def shot(browser: Browser, artifacts: Path, name: str) -> Path:
     """A screenshot as a test artefact (and a docs figure when AEGEN_UPDATE_FIGURES=1)."""
-    png = browser.screenshot(artifacts / f"explore-{name}.png")
-    assert png.stat().st_size > 5000  # a real picture, not an empty page
-    if os.environ.get("AEGEN_UPDATE_FIGURES") == "1" and name in DOC_FIGURES:
-        shutil.copy(png, REPO / "docs" / "figures" / png.name)
-    return png
+    return screenshot(browser, artifacts, name, docs=name in DOC_FIGURES)
 
 
 def page_of(pages, kind):
@@ -496,12 +490,6 @@ def test_cli_serves_until_ctrl_c(runs, inherited):
 
 PIXELS = """Array.from(document.getElementById(%r).getContext('2d')
   .getImageData(0, 0, 28, 28).data.filter((_, i) => i %% 4 === 0))"""
-WAIT_FOR_PAGE = """(async () => {
-  const app = window.aegenExplore;
-  await app.ready;
-  for (let i = 0; i < 600 && app.page !== %s; i++) await new Promise((r) => setTimeout(r, 25));
-  await app.idle();
-  return app.page; })()"""
 RECT = "JSON.stringify(document.getElementById(%r).getBoundingClientRect())"
 
 
@@ -509,19 +497,8 @@ def rect(browser, element_id):
     return json.loads(browser.evaluate(RECT % element_id))
 
 
-def open_page(browser, url, run):
-    """Go to ``url#run`` and wait until the page has drawn that run and gone quiet."""
-    browser.goto(f"{url}#{run}")
-    shown = browser.evaluate(WAIT_FOR_PAGE % json.dumps(run))
-    assert shown == run
-
-
 def pixels_of(browser, element_id):
     return torch.tensor(browser.evaluate(PIXELS % element_id), dtype=torch.float32).view(28, 28)
-
-
-def outside(requests, allowed):
-    return [u for u in requests if not u.startswith(allowed) and not u.startswith("data:")]
 
 
 def test_the_page_loads_offline_without_errors(browser, server, pages, artifacts):

@@ -49,10 +49,13 @@ def add_parser(sub) -> None:
         help="explore runs in the browser: latent maps, VQ code grids, prior sampling",
         description="A local web app over trained runs: an autoencoder's or VAE's latent map "
         "(hover to decode), a VQ-VAE's code grid and codebook (edit codes, see the decode), "
-        "a prior drawing codes step by step. RUN is a run directory or a VQ pipeline "
+        "a prior drawing codes step by step, an M2 run's styles in every class. RUN is a run "
+        "directory or a VQ pipeline "
         "directory. Nothing is fetched from the network.",
     )
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (ae, vae, vqvae, prior)")
+    p.add_argument(
+        "runs", nargs="+", metavar="RUN", help="run directories (ae, vae, vqvae, prior, m2)"
+    )
     p.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any free one)")
     p.add_argument(
         "--host",

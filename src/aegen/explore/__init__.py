@@ -2,7 +2,7 @@
 
 A local web app over trained runs: :func:`open_runs` makes one page per run
 (autoencoder/VAE latent map, VQ-VAE code grid and codebook, prior sampling step
-by step), :func:`make_server` serves them on 127.0.0.1 with the standard
+by step, an M2 run's "same style, every class"), :func:`make_server` serves them on 127.0.0.1 with the standard
 library's HTTP server and one self-contained page (nothing is fetched from the
 network), and :func:`export_static` writes the same page with precomputed
 pictures into a folder that works from ``file://``. See docs/explore.md.
@@ -17,6 +17,7 @@ from .pages import Page, RequestError
 from .sampling import SamplingSession
 from .server import ExploreServer, make_server, start_in_thread
 from .static import export_static
+from .styles import StylePage
 
 __all__ = [
     "DEFAULT_POINTS",
@@ -24,6 +25,7 @@ __all__ = [
     "Page",
     "RequestError",
     "SamplingSession",
+    "StylePage",
     "export_static",
     "make_server",
     "open_runs",

@@ -4,6 +4,8 @@ A directory is one of
 
 - an ``ae`` or ``vae`` run → a latent page;
 - a ``vqvae`` run → a VQ page;
+- an ``m2`` run (``aegen classify … --mode m2 --out DIR``) → a style page, over the
+  data of the run that command was given (its classifier.json names it);
 - a ``prior`` run → a prior page, paired with the VQ-VAE whose codes it was
   trained on: one of the other runs given, else the one its codes directory
   names, else a ``vqvae/`` beside it — matched by the weights' SHA-256, which
@@ -16,6 +18,7 @@ Pages are named after their directories, made URL-safe and unique.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +26,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CONFIG, MODEL, load, load_config, weights_hash
+from ..classify import CLASSIFIER_JSON
 from ..data.datasets import Dataset
 from ..errors import CheckpointError, UserError
 from ..prior_runs import find_vqvae
@@ -30,6 +34,7 @@ from ..priors.base import Prior
 from .latent import LatentPage
 from .pages import Page
 from .sampling import PriorPage
+from .styles import StylePage
 from .vq import VQPage
 
 __all__ = ["DEFAULT_POINTS", "open_runs", "run_data"]
@@ -37,7 +42,7 @@ __all__ = ["DEFAULT_POINTS", "open_runs", "run_data"]
 DEFAULT_POINTS = 2000  # test images per page: the map's points, the VQ page's images
 
 DataFor = Callable[[Path], Dataset]
-FAMILIES = ("ae", "vae", "vqvae", "prior")  # the run families with a page
+FAMILIES = ("ae", "vae", "vqvae", "prior", "m2")  # the run families with a page
 
 
 def run_data(run_dir: Path) -> Dataset:
@@ -45,6 +50,18 @@ def run_data(run_dir: Path) -> Dataset:
     from ..runs import data_from_config, run_config_from_json
 
     return data_from_config(run_config_from_json(load_config(run_dir), str(run_dir / CONFIG)).data)
+
+
+def _m2_source(d: Path) -> tuple[Path, str | None]:
+    """The directory whose data the M2 run ``d`` was trained on — the run ``aegen classify``
+    was given, which only names the data — and that data's fingerprint, from its
+    classifier.json (``d`` itself and no fingerprint where there is none)."""
+    try:
+        info = json.loads((d / CLASSIFIER_JSON).read_text())
+    except (OSError, ValueError):
+        return d, None
+    source = Path(str(info.get("encoder_run", d)))
+    return (source if (source / CONFIG).is_file() else d), info.get("data_fingerprint")
 
 
 class _Names:
@@ -105,8 +122,8 @@ def open_runs(
     names = _Names()
     vq_pages: dict[str, VQPage] = {}  # weights SHA-256 → page
 
-    def test_split(d: Path):
-        data = data_for(d)
+    def test_split(d: Path, data: Dataset | None = None):
+        data = data_for(d) if data is None else data
         if len(data.test) == 0:
             raise UserError(f"{d}: its data has no test images to show")
         return data.test.x[:points], data.test.y[:points], list(data.classes)
@@ -165,6 +182,16 @@ def open_runs(
             page = prior_page(d)
             add(page.vq)  # a VQ-VAE found beside the prior gets its page, just before it
             add(page)
+        elif family == "m2":
+            source, fingerprint = _m2_source(d)
+            data = data_for(source)
+            if fingerprint is not None and data.fingerprint() != fingerprint:
+                raise UserError(
+                    f"{d}: this M2 was trained on other data than {source} names; "
+                    "say which with --data"
+                )
+            x, y, classes = test_split(d, data)
+            add(StylePage(names(d.name), f"M2 · {d}", load(d, family="m2"), x, y, classes))
     return pages
 
 

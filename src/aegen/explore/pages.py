@@ -25,6 +25,7 @@ __all__ = [
     "field_float",
     "field_int",
     "field_int_list",
+    "field_list",
     "field_optional_int",
     "field_float_list",
     "pixels",
@@ -82,7 +83,8 @@ def field_float(
     return float(v)
 
 
-def _field_list(body: dict[str, Any], key: str, length: int | tuple[int, int]) -> list[Any]:
+def field_list(body: dict[str, Any], key: str, length: int | tuple[int, int]) -> list[Any]:
+    """``body[key]`` as a list of ``length`` items (or a (min, max) range of lengths)."""
     v = _get(body, key)
     if not isinstance(v, list):
         raise RequestError(f"{key} must be a list, got {type(v).__name__}")
@@ -97,7 +99,7 @@ def field_float_list(
     body: dict[str, Any], key: str, length: int, limit: float = COORD_LIMIT
 ) -> torch.Tensor:
     """``body[key]``: exactly ``length`` finite numbers of magnitude ≤ ``limit`` → (length,) float32."""
-    v = _field_list(body, key, length)
+    v = field_list(body, key, length)
     if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in v):
         raise RequestError(f"{key} must hold numbers only")
     t = torch.tensor(v, dtype=torch.float64)
@@ -110,7 +112,7 @@ def field_int_list(
     body: dict[str, Any], key: str, length: int | tuple[int, int], low: int, high: int
 ) -> list[int]:
     """``body[key]``: a list of ints in [low, high], ``length`` of them (or a (min, max) range)."""
-    v = _field_list(body, key, length)
+    v = field_list(body, key, length)
     for i, a in enumerate(v):
         if isinstance(a, bool) or not isinstance(a, int):
             raise RequestError(f"{key}[{i}] must be an integer, got {type(a).__name__}")

@@ -3,7 +3,8 @@
 The folder holds the same page and script as the live server, plus ``data.js``
 with everything precomputed — the latent map with a grid of decodes over it
 (hovering shows the nearest), the VQ-VAE's codebook and some test images with
-their code grids, and recorded prior-sampling runs to step through — and PNG
+their code grids, recorded prior-sampling runs to step through, an M2 run's styles
+in every class — and PNG
 sheets of the same pictures for slides (``sheets/``). The data is a script, not a JSON file,
 because a page opened from ``file://`` may load scripts but not fetch files.
 """
@@ -22,6 +23,7 @@ from ..viz import image_grid, save_image
 from .latent import STATIC_GRID, LatentPage
 from .pages import Page
 from .server import assets
+from .styles import RANDOM_ROWS, StylePage
 from .vq import VQPage
 
 __all__ = ["export_static"]
@@ -38,6 +40,11 @@ def _sheets(page: Page, out: Path) -> list[str]:
     if isinstance(page, VQPage):
         name = f"sheets/{page.name}-codebook.png"
         save_image(out / name, image_grid(page.codebook_images(), nrow=16, scale=1))
+        return [name]
+    if isinstance(page, StylePage):  # the prior's styles of seed 0, a row each, a class a column
+        name = f"sheets/{page.name}-styles.png"
+        rows = page.rows(page.prior_styles(0, RANDOM_ROWS)).flatten(0, 1)
+        save_image(out / name, image_grid(rows, nrow=page.num_classes, scale=1))
         return [name]
     return []
 

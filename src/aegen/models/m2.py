@@ -55,7 +55,7 @@ from ..registry import register
 from .base import Autoencoder, Logs
 from .vae import Activation, reparameterize
 
-__all__ = ["M2", "M2Config", "style_grid"]
+__all__ = ["M2", "M2Config", "every_class", "style_grid"]
 
 
 @dataclass
@@ -267,7 +267,14 @@ def style_grid(
     c, dev = model.config, next(model.parameters()).device
     gen_dev = generator.device if generator is not None else dev
     z = temperature * torch.randn((n_styles, c.latent_dim), generator=generator, device=gen_dev)
-    z = z.to(dev).repeat_interleave(c.num_classes, dim=0)  # (S·K, D): each style K times
-    y = torch.arange(c.num_classes, device=dev).repeat(n_styles)  # 0…K−1, 0…K−1, …
-    code = torch.cat([z, F.one_hot(y, c.num_classes).float()], dim=-1)
+    return every_class(model, z.to(dev))
+
+
+@torch.no_grad()
+def every_class(model: M2, styles: torch.Tensor) -> torch.Tensor:
+    """Styles (S, D) each decoded in every class: (S · K, 1, 28, 28) in [0, 1], style-major."""
+    k, dev = model.config.num_classes, styles.device
+    z = styles.float().repeat_interleave(k, dim=0)  # (S·K, D): each style K times
+    y = torch.arange(k, device=dev).repeat(styles.shape[0])  # 0…K−1, 0…K−1, …
+    code = torch.cat([z, F.one_hot(y, k).float()], dim=-1)
     return model.decode(code).clamp(0, 1)

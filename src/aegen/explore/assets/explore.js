@@ -639,9 +639,116 @@
     await restart();
   }
 
+  // ------------------------------------------------------------ the M2 page (styles × classes)
+
+  async function stylesPage(info, run) {
+    const K = info.classes.length, C = 28, GAP = 4, X0 = 2, Y0 = 16;  // cells start at (X0, Y0)
+    const rowsMax = 1 + info.random_rows;
+    const sheet = el("canvas", {id: "style-grid", width: X0 + K * (C + GAP), height: Y0 + rowsMax * (C + GAP)});
+    sheet.style.width = `${2 * sheet.width}px`;
+    const picked = grayCanvas("style-image", "small");
+    const pickedText = el("div", {class: "mono", id: "style-image-text"});
+    const probs = el("div", {class: "candidates", id: "style-probs"});
+    const n = STATIC ? info.images.length : info.n;
+    const index = el("input", {type: "number", id: "style-index", min: 0, max: n - 1, value: 0});
+    const seed = el("input", {type: "number", id: "style-seed", min: 0, value: 0});
+    const sliders = el("div", {class: "sliders", id: "style-sliders"});
+    const st = {own: null, random: null, index: 0, ownLabel: "", z: new Array(info.dim).fill(0)};
+
+    function drawRow(ctx, row, r) {
+      row.forEach((im, k) => ctx.drawImage(tile(im), X0 + k * (C + GAP), Y0 + r * (C + GAP)));
+    }
+    function draw() {
+      const ctx = sheet.getContext("2d");
+      ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, sheet.width, sheet.height);
+      ctx.fillStyle = "#555"; ctx.font = "8px sans-serif"; ctx.textAlign = "left";
+      info.classes.forEach((name, k) => ctx.fillText(name.slice(0, 7), X0 + k * (C + GAP), 10));
+      if (st.own) drawRow(ctx, st.own, 0);
+      if (st.random) st.random.rows.forEach((row, r) => drawRow(ctx, row, r + 1));
+      ctx.strokeStyle = "#1f6feb"; ctx.lineWidth = 1;
+      ctx.strokeRect(0.5, Y0 - 1.5, K * (C + GAP) - GAP + 3, C + 3);  // around the top row, not on it
+      app.state = {own: st.own, random: st.random && st.random.rows, seed: st.random && st.random.seed,
+        index: st.index, label: st.ownLabel};
+    }
+
+    const ownLive = latest(async () => {
+      const ans = await request(run, "rows", {styles: [st.z.slice()]});
+      st.own = ans.rows[0]; st.ownLabel = "slider style"; draw();
+    });
+
+    const inputs = [];
+    for (let d = 0; d < info.dim; d++) {
+      const input = el("input", {type: "range", min: -info.slider_range, max: info.slider_range,
+        step: info.slider_range / 100, value: 0, "data-dim": d});
+      const value = el("span", {class: "mono", text: "0.00"});
+      input.addEventListener("input", () => {
+        st.z[d] = +input.value; value.textContent = (+input.value).toFixed(2); ownLive();
+      });
+      sliders.append(el("span", {class: "mono", text: `z[${d}]`}), input, value);
+      inputs.push({input, value});
+    }
+
+    function showImage(ans) {
+      st.index = ans.index; st.z = ans.style.slice(); st.own = ans.row;
+      st.ownLabel = `style of test image #${ans.index}`;
+      drawGray(picked, ans.image);
+      const best = ans.probs.indexOf(Math.max(...ans.probs));
+      pickedText.textContent = `#${ans.index} · ${info.classes[ans.label] ?? ans.label}` +
+        ` · q(y|x) says ${info.classes[best] ?? best}`;
+      const order = ans.probs.map((p, k) => [p, k]).sort((a, b) => b[0] - a[0]).slice(0, 3);
+      probs.replaceChildren(el("h3", {text: "q(y|x), the three most likely classes"}), ...order.map(([p, k]) =>
+        el("div", {class: "candidate"}, el("span", {class: "mono", text: info.classes[k] ?? String(k)}),
+          el("span", {}), el("div", {class: "bar", style: `width:${Math.max(1, Math.round(140 * p))}px`}),
+          el("span", {class: "mono", text: `${(100 * p).toFixed(1)}%`}))));
+      inputs.forEach(({input, value}, d) => {
+        input.value = st.z[d]; value.textContent = st.z[d].toFixed(2);
+      });
+      draw();
+    }
+
+    async function load(i) {
+      showImage(STATIC ? info.images[i] : await request(run, "image", {index: i}));
+    }
+    async function newStyles(s) {
+      st.random = STATIC ? info.random : await request(run, "random", {seed: s});
+      draw();
+    }
+    index.addEventListener("change", () => {
+      const i = Math.round(+index.value);
+      if (i >= 0 && i < n) track(() => load(i));
+    });
+    const step = (d) => { index.value = (st.index + d + n) % n; track(() => load(+index.value)); };
+    const reroll = () => {
+      seed.value = (Math.max(0, Math.round(+seed.value) || 0)) + 1;
+      track(() => newStyles(+seed.value));
+    };
+    seed.addEventListener("change", () => track(() => newStyles(Math.max(0, Math.round(+seed.value) || 0))));
+
+    main.replaceChildren(
+      el("h2", {text: info.title}),
+      el("p", {class: "note", text: "M2 splits the latent into a class y and a style z. Each row is one style " +
+        "drawn in every class (the columns): what a row keeps is what z holds, what changes along it is what " +
+        `y holds. The framed top row is yours; the rows under it are styles drawn from the prior N(0, I). ` +
+        `Its classifier q(y|x) gets ${(100 * info.accuracy).toFixed(1)} % of the page's ${info.n} test images right.` +
+        (STATIC ? " This exported page shows precomputed styles; run aegen explore to move the sliders." : "")}),
+      el("div", {class: "controls"},
+        el("button", {text: "◀", onclick: () => step(-1)}), el("label", {text: "style of test image "}, index),
+        el("button", {text: "▶", onclick: () => step(1)}),
+        STATIC ? "" : el("label", {text: "prior styles, seed "}, seed),
+        STATIC ? "" : el("button", {id: "style-reroll", text: "new styles", onclick: reroll})),
+      el("div", {class: "row"},
+        el("div", {class: "panel"}, el("h3", {text: "Same style, every class"}), sheet),
+        el("div", {class: "panel"}, el("h3", {text: "The test image"}), picked, pickedText, probs)),
+      STATIC ? "" : el("div", {class: "row"},
+        el("div", {class: "panel"}, el("h3", {text: `The top row's style: z, ${info.dim} dimensions`}), sliders)),
+    );
+    await newStyles(0);
+    await load(0);
+  }
+
   // ------------------------------------------------------------ the app
 
-  const PAGES = {latent: latentPage, vq: vqPage, prior: priorPage};
+  const PAGES = {latent: latentPage, vq: vqPage, prior: priorPage, styles: stylesPage};
   let runs = [];
 
   async function show(name) {
