@@ -8,13 +8,37 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-import torch
+from aegen.threads import allowed_cores
 
-import aegen
-from aegen.cli import main as cli_main
+# The README's command runs the suite in one pytest-xdist worker per allowed core (at most
+# MAX_WORKERS; `-n 0` runs it in this process). Each worker takes its share of the cores,
+# for its own torch and, through AEGEN_THREADS, for every aegen command a test starts: a
+# run and its resumed twin then compute with the same threads whatever the other worker
+# is doing, and waiting threads sleep (set before torch loads OpenMP) instead of spinning
+# against the other worker's.
+MAX_WORKERS = 4
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, allowed_cores() // WORKERS) if WORKERS > 1 else min(2, allowed_cores())
+if WORKERS > 1:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("AEGEN_THREADS", str(THREADS))
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import aegen  # noqa: E402
+from aegen.cli import main as cli_main  # noqa: E402
+
+torch.set_num_threads(THREADS)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: a worker per core this process may use (affinity, quota), at most 4;
+    none for ``-m slow``, whose few long runs on full data want every core each."""
+    marks = (config.getoption("markexpr", "") or "").replace("not slow", "")
+    return 0 if "slow" in marks else min(MAX_WORKERS, allowed_cores())
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -227,6 +227,11 @@ def _allowed_cpus() -> set[int]:
     return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
 
 
+def allowed_cores() -> int:
+    """How many cores this process may use: its affinity capped by the cgroup quota."""
+    return choose_threads(len(_allowed_cpus()) or os.cpu_count() or 1, cgroup_quota(), None)[1]
+
+
 def measure_choice(flag: int | None = None) -> ThreadChoice:
     """Read the machine (affinity, quota) and choose, starting the reading of the
     cores' busy time: :func:`complete` (from :func:`apply`) finishes the machine's
