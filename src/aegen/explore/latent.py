@@ -17,7 +17,7 @@ import torch
 
 from ..data.loader import to_float
 from ..latent import lerp, slerp
-from .pages import ImagesPage, field_float_list, field_int, pixels
+from .pages import ModelPage, field_float_list, field_int, pixels
 
 __all__ = ["LatentPage"]
 
@@ -26,23 +26,13 @@ MAX_PATH_STEPS = 33
 STATIC_GRID = 20  # the exported page's precomputed decodes: a STATIC_GRID² grid over the map
 
 
-class LatentPage(ImagesPage):
+class LatentPage(ModelPage):
     """An ``ae`` or ``vae`` run: ``images`` (N, 28, 28) uint8 test images, ``labels`` (N,)."""
 
     kind = "latent"
 
-    def __init__(
-        self,
-        name: str,
-        title: str,
-        model: torch.nn.Module,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        classes: list[str],
-        lock: Any = None,
-    ):
-        super().__init__(name, title, images, labels, classes)
-        self.model = model.eval()
+    def prepare(self) -> None:
+        model, images = self.model, self.images
         self.is_vae = getattr(model, "family", "") == "vae"
         with torch.no_grad():
             mu, logvar = self._posterior(to_float(images))  # (N, D) each

@@ -20,6 +20,7 @@ import torch
 
 __all__ = [
     "ImagesPage",
+    "ModelPage",
     "Page",
     "RequestError",
     "field_float",
@@ -195,3 +196,24 @@ class ImagesPage(Page):
     def field_index(self, body: dict[str, Any], key: str = "index") -> int:
         """``body[key]`` as the index of one of the page's test images."""
         return field_int(body, key, 0, len(self.labels) - 1)
+
+
+class ModelPage(ImagesPage):
+    """An :class:`ImagesPage` over one trained model (put in eval mode); :meth:`prepare`
+    computes, once, what the page needs from the model and the images."""
+
+    def __init__(
+        self,
+        name: str,
+        title: str,
+        model: torch.nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        classes: list[str],
+    ):
+        super().__init__(name, title, images, labels, classes)
+        self.model = model.eval()
+        self.prepare()
+
+    def prepare(self) -> None:
+        raise NotImplementedError

@@ -18,7 +18,7 @@ import torch
 
 from ..data.loader import to_float
 from ..models.m2 import every_class
-from .pages import ImagesPage, field_float_list, field_int, field_list, pixels
+from .pages import ModelPage, field_float_list, field_int, field_list, pixels
 
 __all__ = ["StylePage"]
 
@@ -28,22 +28,13 @@ SLIDER_RANGE = 3.0  # the sliders span ±3 prior standard deviations
 STATIC_IMAGES = 16  # test images (with their style rows) in the exported page
 
 
-class StylePage(ImagesPage):
+class StylePage(ModelPage):
     """An ``m2`` run: ``images`` (N, 28, 28) uint8 test images, ``labels`` (N,)."""
 
     kind = "styles"
 
-    def __init__(
-        self,
-        name: str,
-        title: str,
-        model: torch.nn.Module,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        classes: list[str],
-    ):
-        super().__init__(name, title, images, labels, classes)
-        self.model = model.eval()
+    def prepare(self) -> None:
+        model, images = self.model, self.images
         self.dim = int(model.config.latent_dim)
         self.num_classes = int(model.config.num_classes)
         if self.num_classes != len(self.classes):

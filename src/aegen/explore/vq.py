@@ -15,30 +15,21 @@ from typing import Any
 import torch
 
 from ..data.loader import to_float
-from .pages import ImagesPage, field_int_list, pixels
+from .pages import ModelPage, field_int_list, pixels
 
 __all__ = ["VQPage"]
 
 STATIC_IMAGES = 24  # test images (with their grids) in the exported page
 
 
-class VQPage(ImagesPage):
+class VQPage(ModelPage):
     """A ``vqvae`` run: ``images`` (N, 28, 28) uint8 test images, ``labels`` (N,)."""
 
     kind = "vq"
     get_actions = frozenset({"info", "codebook"})
 
-    def __init__(
-        self,
-        name: str,
-        title: str,
-        model: torch.nn.Module,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        classes: list[str],
-    ):
-        super().__init__(name, title, images, labels, classes)
-        self.model = model.eval()
+    def prepare(self) -> None:
+        model, images = self.model, self.images
         self.num_codes = int(model.num_codes)
         self.grid = tuple(model.grid)  # (H, W)
         with torch.no_grad():
