@@ -144,6 +144,14 @@ def test_an_m2_run_whose_data_cannot_be_found_is_refused(m2_run, tmp_path):
     assert type(err.value).__name__ == "UserError"
 
 
+def test_data_with_other_classes_is_refused_in_one_line(page):
+    """Reached without a classifier.json to check the data against (a copied run)."""
+    from aegen.errors import UserError
+
+    with pytest.raises(UserError, match="10 classes, the data 3"):
+        StylePage("m2", "M2", page.model, page.images, page.labels, ["a", "b", "c"])
+
+
 def test_cli_exports_the_style_page(cli, m2_run, tmp_path):
     r = cli("explore", str(m2_run), "--static", str(tmp_path / "site"), "--points", "40")
     assert r.code == 0, r.err

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..data.loader import to_float
+from ..errors import UserError
 from ..models.m2 import every_class
 from .pages import ModelPage, field_float_list, field_int, field_list, pixels
 
@@ -38,8 +39,9 @@ class StylePage(ModelPage):
         self.dim = int(model.config.latent_dim)
         self.num_classes = int(model.config.num_classes)
         if self.num_classes != len(self.classes):
-            raise ValueError(
-                f"the model has {self.num_classes} classes, its data {len(self.classes)}"
+            raise UserError(
+                f"{self.title}: the model has {self.num_classes} classes, the data "
+                f"{len(self.classes)}; say which data with --data"
             )
         with torch.no_grad():
             code = torch.cat([model.encode(to_float(part)) for part in images.split(500)])
