@@ -136,12 +136,35 @@ def test_unlabeled_epochs_set_the_budget_of_consistency_alone(ae_run, small_synt
     b = min(budget["batch_size"], res.n_labeled)
     least = math.ceil(3 * len(data.train) / (3 * b))
     assert least > budget["min_steps"]
-    # rounded up to whole repeats of the labeled images in every epoch
-    assert least <= res.steps <= least + budget["epochs"] * math.ceil(res.n_labeled / b)
+    # exactly that, rounded up to whole epochs: not to whole copies of the labeled images
+    assert res.steps == math.ceil(least / budget["epochs"]) * budget["epochs"]
     # the other modes keep the labeled budget
     for mode in ("finetune", "m2"):
         other = train_classifier(model, data, ClassifyConfig(mode=mode, **budget, **extra))
         assert other.steps < least, mode
+
+
+def test_consistency_with_every_label_takes_the_unlabeled_budget_not_two_copies_of_the_labels(
+    ae_run, small_synthetic
+):
+    # every label known: an epoch of ⌈4 · N / (2 · 64) / 2⌉ steps holds a little more than
+    # the N labeled images, so whole copies of them would double every epoch
+    data = small_synthetic
+    n = len(data.train)
+    cfg = ClassifyConfig(
+        mode="consistency",
+        labels=1.0,
+        epochs=2,
+        min_steps=0,
+        batch_size=64,
+        head_steps=0,
+        unlabeled_epochs=4.0,
+        unlabeled_ratio=2,
+    )
+    least = math.ceil(4.0 * n / (2 * 64))
+    assert n // 64 < math.ceil(least / 2) < 2 * (n // 64)  # the case whole copies overshoot
+    res = train_classifier(load_encoder_model(ae_run), data, cfg)
+    assert res.steps == math.ceil(least / 2) * 2
 
 
 def test_m2_draws_its_unlabeled_images_only_from_those_without_a_label(

@@ -300,11 +300,19 @@ class ClassifyResult:
 
 
 def _repeat_to(split: Split, images: int) -> Split:
-    """``split`` repeated whole until it holds at least ``images`` items."""
-    r = max(1, math.ceil(images / len(split)))
-    return (
-        split if r == 1 else Split(split.x.repeat(r, *[1] * (split.x.ndim - 1)), split.y.repeat(r))
-    )
+    """``split`` itself if it holds ``images`` items or more, else repeated to exactly ``images``.
+
+    Exactly, not in whole copies: whole copies of 55 000 labeled images overshot a
+    budget of 68 864 items an epoch to 110 000, 1.6 times the steps asked for. The
+    last copy is cut short (the labeled subset is in dataset order, so the images
+    left out of it are a mixed handful, the same ones every epoch).
+    """
+    n = len(split)
+    if n >= images:
+        return split
+    r = math.ceil(images / n)
+    x = split.x.repeat(r, *[1] * (split.x.ndim - 1))[:images]
+    return Split(x, split.y.repeat(r)[:images])
 
 
 def _plan(cfg: ClassifyConfig, n_labeled: int, n_train: int) -> tuple[int, int]:
