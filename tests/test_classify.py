@@ -219,6 +219,54 @@ def test_consistency_with_2_percent_labels_beats_the_same_run_without_the_unlabe
     assert both.history[-1]["train_mask_rate"] > 0.2  # pseudo-labels were used (0.35 on average)
 
 
+def test_adaptive_thresholds_follow_the_models_confidence_per_class():
+    from aegen.classify import AdaptiveThreshold
+
+    # two classes: every image sure of class 0 (0.9) except a few unsure of class 1 (0.6)
+    probs = torch.tensor([[0.9, 0.1]] * 9 + [[0.4, 0.6]])  # mean top 0.87, mean p (0.85, 0.15)
+    bars = AdaptiveThreshold(momentum=0.5).update(probs)
+    tau = 0.5 * 0.5 + 0.5 * 0.87  # from 1/C towards the batch's mean top confidence
+    p = torch.tensor([0.5 * 0.5 + 0.5 * 0.85, 0.5 * 0.5 + 0.5 * 0.15])
+    torch.testing.assert_close(bars, tau * p / p.max())
+    assert bars[1] < 0.6 < bars[0] < 0.9  # the rare class's unsure image still counts
+    # as the same batches keep coming, the bars settle at the batch's own statistics:
+    # the common class's at its mean top confidence, the rare one's below it by 0.15 / 0.85
+    at = AdaptiveThreshold(momentum=0.9)
+    first = at.update(probs)
+    for _ in range(300):
+        last = at.update(probs)
+    torch.testing.assert_close(last, torch.tensor([0.87, 0.87 * 0.15 / 0.85]))
+    assert last[0] > first[0] and last[1] < first[1]
+
+
+def test_adaptive_mode_takes_pseudo_labels_a_fixed_threshold_refuses(ae_run, small_synthetic):
+    # one pass of the loss on a fresh classifier: its confidences are low, so τ = 0.95
+    # keeps nothing while the adaptive bars start at 1/C and keep most
+    from aegen.classify import ConsistencyLoss, _encoder_trainer
+
+    data = small_synthetic
+    rates = {}
+    for mode in ("fixed", "adaptive"):
+        cfg = ClassifyConfig(mode="consistency", labels=0.05, head_steps=0, threshold_mode=mode)
+        torch.manual_seed(0)
+        clf, trainer, train_set, _ = _encoder_trainer(
+            load_encoder_model(ae_run),
+            data,
+            cfg,
+            aegen.TrainConfig(batch_size=50),
+            torch.arange(50),
+            50,
+            None,
+            None,
+            False,
+        )
+        assert isinstance(trainer.loss_fn, ConsistencyLoss)
+        torch.manual_seed(0)
+        _, logs = trainer.loss_fn(Batch(to_float(train_set.train.x[:50]), train_set.train.y[:50]))
+        rates[mode] = float(logs["mask_rate"])
+    assert rates["fixed"] < 0.2 < 0.8 < rates["adaptive"], rates
+
+
 def test_the_cutout_setting_reaches_every_strong_view(ae_run, small_synthetic, monkeypatch):
     import aegen.classify as classify
 
@@ -300,6 +348,7 @@ def test_cli_classify_writes_a_loadable_classifier(cli, ae_run, tmp_path):
         (["--mode", "m2", "--alpha", "-1"], ">= 0"),
         (["--mode", "consistency", "--unlabeled-weight", "-0.5"], ">= 0"),
         (["--mode", "consistency", "--cutout", "29"], "28"),
+        (["--mode", "consistency", "--threshold-mode", "sometimes"], "sometimes"),
     ],
 )
 def test_cli_rejects_bad_arguments(cli, ae_run, tmp_path, args, fragment):
@@ -307,6 +356,18 @@ def test_cli_rejects_bad_arguments(cli, ae_run, tmp_path, args, fragment):
     r = cli("classify", ae_run, "--out", out, *args)
     assert_user_error(r, fragment)
     assert not out.exists()
+
+
+def test_cli_takes_the_threshold_mode_into_the_classifier_settings(cli, ae_run, tmp_path):
+    out = tmp_path / "clf"
+    r = cli(
+        "classify", ae_run, "--labels", "0.05", "--mode", "consistency", "--out", out,
+        "--threshold-mode", "adaptive", "--unlabeled-epochs", "0", "--epochs", "1",
+        "--min-steps", "3", "--head-steps", "0", "--quiet",
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    saved = json.loads((out / "classifier.json").read_text())["classify"]
+    assert saved["threshold_mode"] == "adaptive"
 
 
 def test_cli_refuses_a_run_without_an_encoder(cli, tmp_path):

@@ -17,6 +17,8 @@ of any registered autoencoder (the code of an AE, μ of a VAE, …):
   cross-entropy on weakly augmented labeled images plus ``unlabeled_weight`` × the
   cross-entropy of strongly augmented unlabeled images against the class the
   model predicts for a weak view of them, where it is at least ``threshold`` sure
+  (or over a bar per class that follows the model's confidence,
+  ``threshold_mode="adaptive"``: :class:`AdaptiveThreshold`)
   (:class:`ConsistencyLoss`, augmentations from :mod:`aegen.data.augment`).
 - ``m2``: no autoencoder at all: Kingma et al.'s semi-supervised VAE
   (:mod:`aegen.models.m2`) trained from scratch on the labeled images and
@@ -81,6 +83,7 @@ __all__ = [
     "MODES",
     "ClassifyConfig",
     "ClassifyResult",
+    "AdaptiveThreshold",
     "ConsistencyLoss",
     "M2Classifier",
     "M2Loss",
@@ -98,6 +101,7 @@ CLASSIFIER_JSON = "classifier.json"
 Mode = Literal["probe", "finetune", "scratch", "joint", "consistency", "m2"]
 WEAK_SHIFT = 2  # px, the weak view's largest shift (FixMatch: 12.5 % of the side)
 STRONG_SHIFT = 3  # px, the strong view's
+ADAPTIVE_MOMENTUM = 0.999  # EMA of the adaptive thresholds' statistics per step (FreeMatch's)
 
 
 @dataclass
@@ -139,6 +143,9 @@ class ClassifyConfig:
     # consistency: λ on the masked cross-entropy; m2: on the unlabeled −ELBO (0: labeled only)
     unlabeled_weight: float = bounded(1.0, ge=0)
     threshold: float = bounded(0.95, gt=0, le=1)  # consistency: confidence τ for a pseudo-label
+    # consistency: "fixed" keeps τ; "adaptive" lets the model's own confidence set a τ per
+    # class, FreeMatch's self-adaptive thresholds (Wang et al. 2023; `threshold` unused)
+    threshold_mode: Literal["fixed", "adaptive"] = "fixed"
     cutout: int = bounded(10, ge=0, le=28)  # consistency: side of the strong view's zeroed square
     # consistency: at least this many passes of unlabeled draws over the training images
     unlabeled_epochs: float = bounded(20.0, ge=0)
@@ -209,7 +216,8 @@ class ConsistencyLoss:
         CE(f(weak(x_l)), y) + λ · mean_u [ 1{max p ≥ τ} · CE(f(strong(x_u)), argmax p) ]
 
     with p = softmax f(weak(x_u)) computed without gradient (the pseudo-label is a
-    target, not something to move). The mean runs over all μB images, so the
+    target, not something to move); with ``threshold_mode="adaptive"`` τ is a bar per
+    predicted class (:class:`AdaptiveThreshold`). The mean runs over all μB images, so the
     unlabeled term grows as more of them pass the threshold. Validation is plain
     cross-entropy on the unaugmented images. λ = 0 leaves the supervised run with
     weak augmentation (the baseline the unlabeled term is measured against).
@@ -221,6 +229,7 @@ class ConsistencyLoss:
         self.ratio = cfg.unlabeled_ratio
         self.weight = cfg.unlabeled_weight
         self.threshold = cfg.threshold
+        self.adaptive = AdaptiveThreshold() if cfg.threshold_mode == "adaptive" else None
         self.cutout = cfg.cutout
 
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict]:
@@ -234,12 +243,46 @@ class ConsistencyLoss:
         weak = float_like(shift_flip(u, WEAK_SHIFT), batch.x)
         strong = float_like(strong_view(u, STRONG_SHIFT, self.cutout), batch.x)
         with torch.no_grad():
-            conf, pseudo = clf(weak).float().softmax(-1).max(-1)  # (μB,) each
-        mask = (conf >= self.threshold).float()
+            probs = clf(weak).float().softmax(-1)  # (μB, C)
+            conf, pseudo = probs.max(-1)  # (μB,) each
+            if self.adaptive is None:
+                mask = (conf >= self.threshold).float()
+            else:
+                mask = (conf >= self.adaptive.update(probs)[pseudo]).float()
         ce_u = F.cross_entropy(clf(strong).float(), pseudo, reduction="none")
         unlabeled = (ce_u * mask).mean()
         logs.update({"unlabeled_ce": unlabeled.detach(), "mask_rate": mask.mean()})
         return loss + self.weight * unlabeled, logs
+
+
+class AdaptiveThreshold:
+    """FreeMatch's self-adaptive thresholds (Wang et al. 2023): a confidence bar per class
+    that rises with the model's own confidence instead of a fixed τ.
+
+    Per step, from the weak views' class probabilities p (μB, C), exponential moving
+    averages (momentum 0.999) of the mean top confidence, τ_g, and of the mean
+    probability of each class, p̃ (both start at 1/C); class c's bar is
+    τ_g · p̃_c / max p̃. Early on the bars are low and most pseudo-labels count; a
+    class the model rarely predicts keeps a lower bar than the others. The averages
+    live here, not in the classifier's weights: a classifier run does not resume
+    mid-run (the grid resumes by cell).
+    """
+
+    def __init__(self, momentum: float = ADAPTIVE_MOMENTUM):
+        self.momentum = momentum
+        self.global_conf: torch.Tensor | None = None  # τ_g, () float
+        self.class_prob: torch.Tensor | None = None  # p̃, (C,) float
+
+    def update(self, probs: torch.Tensor) -> torch.Tensor:
+        """Fold in one batch's probabilities (N, C); the bars (C,) after it."""
+        if self.global_conf is None:
+            c = probs.shape[1]
+            self.global_conf = torch.tensor(1.0 / c)
+            self.class_prob = torch.full((c,), 1.0 / c)
+        m = self.momentum
+        self.global_conf = m * self.global_conf + (1 - m) * probs.max(-1).values.mean()
+        self.class_prob = m * self.class_prob + (1 - m) * probs.mean(0)
+        return self.global_conf * self.class_prob / self.class_prob.max()
 
 
 class M2Loss:

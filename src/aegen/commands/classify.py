@@ -29,6 +29,7 @@ UNLABELED_ARGS = (
     "unlabeled_weight",
     "unlabeled_epochs",
     "threshold",
+    "threshold_mode",
     "cutout",
     "alpha",
 )
@@ -64,6 +65,13 @@ def add_unlabeled_args(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="TAU",
         help="consistency: confidence a pseudo-label needs, in (0, 1] (default 0.95)",
+    )
+    p.add_argument(
+        "--threshold-mode",
+        choices=["fixed", "adaptive"],
+        default=None,
+        help="consistency: fixed keeps --threshold; adaptive sets a bar per class from the "
+        "model's own confidence, as FreeMatch does (default fixed)",
     )
     p.add_argument(
         "--cutout",
