@@ -150,6 +150,31 @@ def test_the_flush_can_be_turned_off(argv, env):
     assert got["choice"]["flush_denormal"] is False
 
 
+def test_the_command_lets_malloc_keep_freed_memory_unless_told_not_to():
+    from aegen.cli import (
+        M_MMAP_THRESHOLD,
+        M_TRIM_THRESHOLD,
+        MMAP_THRESHOLD,
+        TRIM_THRESHOLD,
+        keep_freed_memory,
+    )
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    assert keep_freed_memory(FakeLibc()) is True
+    assert calls == [(M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD)]
+    assert keep_freed_memory(object()) is False  # a C library without mallopt
+    n = str(min(2, len(os.sched_getaffinity(0))))
+    # this machine's glibc takes both settings; AEGEN_MALLOC=system leaves its defaults
+    assert _machine("--threads", n)["choice"]["keep_freed_memory"] is True
+    assert _machine("--threads", n, AEGEN_MALLOC="system")["choice"]["keep_freed_memory"] is False
+
+
 def test_the_environment_overrides_and_a_users_wait_policy_is_kept():
     got = _machine(AEGEN_THREADS="1", OMP_WAIT_POLICY="ACTIVE")
     assert (got["torch_num_threads"], got["choice"]["source"]) == (1, "AEGEN_THREADS")

@@ -273,6 +273,7 @@ def complete(choice: ThreadChoice) -> ThreadChoice:
 _reading: _Reading | None = None
 _current: ThreadChoice | None = None
 _flush: bool | None = None
+_malloc: bool | None = None
 _omp_early: bool | None = None
 
 
@@ -333,6 +334,12 @@ def record_flush(on: bool) -> None:
     _flush = on
 
 
+def record_malloc(on: bool) -> None:
+    """Note whether the command let malloc keep freed memory (speed only, not arithmetic)."""
+    global _malloc
+    _malloc = on
+
+
 def apply(choice: ThreadChoice) -> ThreadChoice:
     """Complete the machine's choice (the busy time read over torch's import) and tell
     torch the count, before its first parallel work. On an idle machine with every
@@ -362,6 +369,7 @@ def process_record() -> dict | None:
         **_current.to_json(),
         "torch_threads": torch.get_num_threads(),
         "flush_denormal": bool(_flush),
+        "keep_freed_memory": bool(_malloc),
     }
 
 
