@@ -138,9 +138,10 @@ def keep_freed_memory(libc: object | None = None) -> bool:
     when they are freed, so a training step that allocates the same large tensors each
     time takes page faults on all of them again: M2's step (every unlabeled image
     decoded once per class) spent 0.44 of its 0.64 s in the kernel on the Zen 4 EPYC,
-    and 0.43 s in all once blocks up to 32 MiB are served from the heap and up to
-    1 GiB of freed heap is kept (docs/performance.md). Off with ``AEGEN_MALLOC=system``;
-    nothing happens where the C library is not glibc. Returns whether it is on.
+    and took 0.46 s in all (mean of two runs) once blocks up to 32 MiB came from the
+    heap and up to 1 GiB of freed heap was kept (docs/performance.md). Off with
+    ``AEGEN_MALLOC=system``; nothing happens where the C library is not glibc.
+    Returns whether it is on.
     """
     if os.environ.get("AEGEN_MALLOC", "").strip().lower() == "system":
         return False
