@@ -147,7 +147,9 @@ def test_the_whole_flow_logdet_equals_the_brute_force_jacobian():
     flow = _tiny_flow()
     y = _unit_cube(1, seed=4)
     _, logdet = flow(y)
-    assert float(logdet[0].detach()) == pytest.approx(_brute_force_logdet(lambda v: flow(v)[0], y), abs=1e-6)
+    assert float(logdet[0].detach()) == pytest.approx(
+        _brute_force_logdet(lambda v: flow(v)[0], y), abs=1e-6
+    )
 
 
 # --------------------------------------------------------------------------- likelihood
