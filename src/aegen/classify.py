@@ -81,6 +81,7 @@ from .train import Trainer, autocast, seed_everything
 __all__ = [
     "CLASSIFIER_JSON",
     "MODES",
+    "THRESHOLD_MODES",
     "ClassifyConfig",
     "ClassifyResult",
     "AdaptiveThreshold",
@@ -96,6 +97,7 @@ __all__ = [
 ]
 
 MODES = ("probe", "finetune", "scratch", "joint", "consistency", "m2")
+THRESHOLD_MODES = ("fixed", "adaptive")  # consistency's pseudo-label bars (ClassifyConfig)
 CLASSIFIER_JSON = "classifier.json"
 
 Mode = Literal["probe", "finetune", "scratch", "joint", "consistency", "m2"]

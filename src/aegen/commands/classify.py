@@ -10,6 +10,7 @@ from ..checkpoint import MODEL
 from ..classify import (
     CLASSIFIER_JSON,
     MODES,
+    THRESHOLD_MODES,
     ClassifyConfig,
     load_encoder_model,
     train_classifier,
@@ -68,7 +69,7 @@ def add_unlabeled_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--threshold-mode",
-        choices=["fixed", "adaptive"],
+        choices=THRESHOLD_MODES,
         default=None,
         help="consistency: fixed keeps --threshold; adaptive sets a bar per class from the "
         "model's own confidence, as FreeMatch does (default fixed)",
