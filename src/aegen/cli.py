@@ -65,9 +65,6 @@ def build_parser(only: str | None = None) -> ArgParser:
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
 
 
-FLUSH_ENV = "AEGEN_FLUSH_DENORMAL"
-
-
 def add_process_args(parser: ArgParser) -> None:
     """The options :func:`entry` reads before torch loads (they precede the command)."""
     parser.add_argument(
@@ -106,7 +103,7 @@ def process_options(argv: list[str]) -> tuple[int | None, bool]:
     p = ArgParser(prog="aegen", add_help=False)
     add_process_args(p)
     known, _ = p.parse_known_args(head)
-    flush = not known.no_flush_denormal and os.environ.get(FLUSH_ENV, "1") != "0"
+    flush = not known.no_flush_denormal and os.environ.get(threads.FLUSH_ENV, "1") != "0"
     return known.threads, flush
 
 
@@ -143,7 +140,7 @@ def keep_freed_memory(libc: object | None = None) -> bool:
     ``AEGEN_MALLOC=system``; nothing happens where the C library is not glibc.
     Returns whether it is on.
     """
-    if os.environ.get("AEGEN_MALLOC", "").strip().lower() == "system":
+    if os.environ.get(threads.MALLOC_ENV, "").strip().lower() == "system":
         return False
     try:
         if libc is None:

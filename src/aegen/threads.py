@@ -35,6 +35,8 @@ from pathlib import Path
 from .errors import UserError
 
 THREADS_ENV = "AEGEN_THREADS"
+FLUSH_ENV = "AEGEN_FLUSH_DENORMAL"  # "0": keep denormals
+MALLOC_ENV = "AEGEN_MALLOC"  # "system": glibc's own malloc thresholds
 WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
 MIN_WINDOW = 0.5  # seconds: the shortest stretch the busy cores are read over
 

@@ -12,7 +12,7 @@ from conftest import assert_user_error
 
 from aegen.bench import data_scaling, machine, trainer_overhead, vq
 from aegen.bench.core import Case, StealMeter, write_report
-from aegen.bench.suite import _code_data, denormal_case
+from aegen.bench.suite import _code_data, denormal_case, malloc_case
 from aegen.pipelines.vq_prior import PIPELINE_PRIOR_RECIPE
 from aegen.runs import make_run_config
 
@@ -185,6 +185,17 @@ def test_denormal_case_compares_flushed_with_kept():  # flushed: the default
     c = denormal_case("synthetic", limit=256, epochs=2)
     _well_formed(c)
     assert c.baseline > 0 and c.extra["epochs"] == 2
+    # each run recorded the setting it was given: the switch reached the command
+    env = c.extra["environment"]
+    assert (env["on"]["flush_denormal"], env["off"]["flush_denormal"]) == (True, False)
+
+
+def test_malloc_case_compares_kept_freed_memory_with_glibcs_own():  # kept: the default
+    c = malloc_case("synthetic", limit=256, epochs=2)
+    _well_formed(c)
+    assert c.name == "malloc/m2_keeps_freed_memory" and c.baseline > 0
+    env = c.extra["environment"]
+    assert (env["on"]["keep_freed_memory"], env["off"]["keep_freed_memory"]) == (True, False)
 
 
 def test_contention_cases_run_each_mode_with_its_settings(monkeypatch):

@@ -19,6 +19,7 @@ shared and absolute speeds drift. Cases:
 - ``scaling/…``: epoch time at ¼ and ½ of the data vs the share of the full epoch;
   ``memory/…``: peak resident memory of a whole training run;
 - ``denormals/…``: training images/s with denormals flushed (the command's default) vs kept;
+  ``malloc/…``: with malloc keeping freed memory (the command's default) vs glibc's own;
 - ``contention/…``: training alone and beside a busy process pinned to one core, with
   aegen's thread choice and with the old behaviour (:mod:`aegen.bench.contention`);
 - ``whole_process/vae-mlp_2_epochs``: a whole ``aegen train vae-mlp --epochs 2`` process
@@ -46,9 +47,11 @@ import torch
 
 from ..data.datasets import Dataset, Split, load_data
 from ..data.loader import to_float
+from ..files import read_json
 from ..registry import available
 from ..runlog import read_metrics
 from ..runs import make_run_config
+from ..threads import FLUSH_ENV, MALLOC_ENV
 from ..train import bf16_supported
 from . import data_scaling, explore, machine, trainer_overhead, vq
 from .contention import contention_cases
@@ -114,24 +117,69 @@ def ddp_case(data: str, limit: int, epochs: int, model: str = "ae-conv") -> Case
     )
 
 
-def denormal_case(data: str, limit: int, epochs: int, model: str = "ae-mlp") -> Case:
-    """Training with denormals flushed to zero (the command's default) vs kept (AEGEN_FLUSH_DENORMAL=0):
-    images/s over the epochs after the first, where AdamW's moments have decayed."""
-    rates = {}
+def switch_case(
+    name: str,
+    env: str,
+    on: str,
+    off: str,
+    data: str,
+    limit: int,
+    epochs: int,
+    model: str,
+    baseline: str,
+) -> Case:
+    """Training images/s with a process-wide switch of the ``aegen`` command on (its
+    default) vs off, set through the environment variable ``env``: the mean over the
+    epochs after the first (the first pays for warm-up). Each run's own record of its
+    environment (``config.json``) goes into ``extra``, so a switch the command ignored
+    shows there."""
+    rates, records = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for flush in ("1", "0"):
-            out = Path(tmp) / f"flush{flush}"
+        for side, value in (("on", on), ("off", off)):
+            out = Path(tmp) / side
             argv = ["train", model, "--data", data, "--epochs", str(epochs), "--quiet"]
             argv += ["--out", str(out)] + (["--limit", str(limit)] if limit else [])
-            _cli(argv, env={**os.environ, "AEGEN_FLUSH_DENORMAL": flush})
+            _cli(argv, env={**os.environ, env: value})
             rows = read_metrics(out / "metrics.csv")[1:]
-            rates[flush] = sum(float(r["images_per_s"]) for r in rows) / len(rows)
+            rates[side] = sum(float(r["images_per_s"]) for r in rows) / len(rows)
+            records[side] = read_json(out / "config.json", RuntimeError).get("environment", {})
     return Case(
-        f"denormals/{model}_flushed",
-        rates["1"],
+        name,
+        rates["on"],
         "images/s",
-        rates["0"],
-        extra={"baseline": "denormals kept (AEGEN_FLUSH_DENORMAL=0)", "epochs": epochs},
+        rates["off"],
+        extra={"baseline": baseline, "epochs": epochs, "model": model, "environment": records},
+    )
+
+
+def denormal_case(data: str, limit: int, epochs: int, model: str = "ae-mlp") -> Case:
+    """Training with denormals flushed to zero (the command's default) vs kept."""
+    return switch_case(
+        f"denormals/{model}_flushed",
+        FLUSH_ENV,
+        "1",
+        "0",
+        data,
+        limit,
+        epochs,
+        model,
+        "denormals kept (AEGEN_FLUSH_DENORMAL=0)",
+    )
+
+
+def malloc_case(data: str, limit: int, epochs: int, model: str = "m2") -> Case:
+    """Training with malloc keeping freed memory (the command's default) vs glibc's own
+    thresholds (``AEGEN_MALLOC=system``); M2, whose steps allocate large tensors anew."""
+    return switch_case(
+        f"malloc/{model}_keeps_freed_memory",
+        MALLOC_ENV,
+        "",
+        "system",
+        data,
+        limit,
+        epochs,
+        model,
+        "glibc's own malloc thresholds (AEGEN_MALLOC=system)",
     )
 
 
@@ -243,7 +291,8 @@ def run_suite(
 
     # denormals flushed vs kept
     cases.append(denormal_case(data, limit=limit, epochs=2 if quick else 4))
-    done("denormals")
+    cases.append(malloc_case(data, limit=limit, epochs=2 if quick else 3))
+    done("denormals and malloc")
 
     # beside a busy process: aegen's threads and passive wait vs the old behaviour
     cases += contention_cases(data, limit=2000 if quick else 12000, epochs=2 if quick else 3)
