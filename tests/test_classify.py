@@ -362,12 +362,12 @@ def test_cli_takes_the_threshold_mode_into_the_classifier_settings(cli, ae_run, 
     out = tmp_path / "clf"
     r = cli(
         "classify", ae_run, "--labels", "0.05", "--mode", "consistency", "--out", out,
-        "--threshold-mode", "adaptive", "--unlabeled-epochs", "0", "--epochs", "1",
+        "--threshold-mode", "fixed", "--unlabeled-epochs", "0", "--epochs", "1",
         "--min-steps", "3", "--head-steps", "0", "--quiet",
     )  # fmt: skip
     assert r.code == 0, r.err
     saved = json.loads((out / "classifier.json").read_text())["classify"]
-    assert saved["threshold_mode"] == "adaptive"
+    assert saved["threshold_mode"] == "fixed"  # not the default (adaptive)
 
 
 def test_cli_refuses_a_run_without_an_encoder(cli, tmp_path):

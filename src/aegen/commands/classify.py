@@ -65,14 +65,15 @@ def add_unlabeled_args(p: argparse.ArgumentParser) -> None:
         type=fraction,
         default=None,
         metavar="TAU",
-        help="consistency: confidence a pseudo-label needs, in (0, 1] (default 0.95)",
+        help="consistency with --threshold-mode fixed: confidence a pseudo-label needs, "
+        "in (0, 1] (default 0.95)",
     )
     p.add_argument(
         "--threshold-mode",
         choices=THRESHOLD_MODES,
         default=None,
-        help="consistency: fixed keeps --threshold; adaptive sets a bar per class from the "
-        "model's own confidence, as FreeMatch does (default fixed)",
+        help="consistency: adaptive sets a bar per class from the model's own confidence, "
+        "as FreeMatch does (the default); fixed keeps --threshold",
     )
     p.add_argument(
         "--cutout",
