@@ -143,6 +143,14 @@ def test_an_older_grid_without_the_new_settings_resumes(tmp_path):
         del old["classify"][key]
     (tmp_path / "grid.json").write_text(json.dumps(old))
     _check_settings(tmp_path / "grid.json", new)  # accepted: the defaults fill the gap
+    # ... but not a default that changed: a grid stored before threshold_mode existed ran
+    # its consistency cells with the fixed τ, so it resumes only with "fixed"
+    del old["classify"]["threshold_mode"]
+    (tmp_path / "grid.json").write_text(json.dumps(old))
+    with pytest.raises(aegen.UserError, match="other classifier settings"):
+        _check_settings(tmp_path / "grid.json", new)
+    fixed = {**new, "classify": {**new["classify"], "threshold_mode": "fixed"}}
+    _check_settings(tmp_path / "grid.json", fixed)
     old["classify"]["epochs"] = 3
     (tmp_path / "grid.json").write_text(json.dumps(old))
     with pytest.raises(aegen.UserError, match="other classifier settings"):

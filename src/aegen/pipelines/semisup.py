@@ -327,9 +327,17 @@ def _check_settings(path: Path, new: dict[str, Any]) -> None:
             )
 
 
+# classifier settings added after grids were stored, whose default is not what those
+# grids ran with: a grid.json without the key ran with the value here
+BEFORE_THE_SETTING = {"threshold_mode": "fixed"}  # the only bar until adaptive came
+
+
 def _as_config(values: Any) -> Any:
     """Stored classifier settings through ClassifyConfig, so that a setting added to the
-    library since (with its default) does not make an older grid look different."""
+    library since (with its default, or with what older grids ran with where the default
+    is not that: BEFORE_THE_SETTING) does not make an older grid look different."""
+    if isinstance(values, dict):
+        values = {**BEFORE_THE_SETTING, **values}
     try:
         return to_dict(from_dict(ClassifyConfig, values))
     except (TypeError, UserError):
