@@ -169,7 +169,10 @@ def denormal_case(data: str, limit: int, epochs: int, model: str = "ae-mlp") -> 
 
 def malloc_case(data: str, limit: int, epochs: int, model: str = "m2") -> Case:
     """Training with malloc keeping freed memory (the command's default) vs glibc's own
-    thresholds (``AEGEN_MALLOC=system``); M2, whose steps allocate large tensors anew."""
+    thresholds (``AEGEN_MALLOC=system``) on ``aegen train m2``: a plain training, which
+    the switch must not slow. The semi-supervised M2 (``aegen classify --mode m2``),
+    whose unlabeled images are decoded once per class and where the switch gained 1.41×,
+    is not this case's workload (docs/performance.md)."""
     return switch_case(
         f"malloc/{model}_keeps_freed_memory",
         MALLOC_ENV,
