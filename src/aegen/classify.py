@@ -222,10 +222,11 @@ class ConsistencyLoss:
 
     with p = softmax f(weak(x_u)) computed without gradient (the pseudo-label is a
     target, not something to move); τ is a bar per predicted class
-    (:class:`AdaptiveThreshold`), or ``threshold`` with ``threshold_mode="fixed"``. The mean runs over all μB images, so the
-    unlabeled term grows as more of them pass the threshold. Validation is plain
-    cross-entropy on the unaugmented images. λ = 0 leaves the supervised run with
-    weak augmentation (the baseline the unlabeled term is measured against).
+    (:class:`AdaptiveThreshold`), or ``threshold`` with ``threshold_mode="fixed"``. The
+    mean runs over all μB images, so the unlabeled term grows as more of them pass the
+    threshold. Validation is plain cross-entropy on the unaugmented images. λ = 0
+    leaves the supervised run with weak augmentation (the baseline the unlabeled term
+    is measured against).
     """
 
     def __init__(self, clf: Classifier, unlabeled: torch.Tensor, cfg: ClassifyConfig):
