@@ -12,7 +12,7 @@ from conftest import assert_user_error
 
 from aegen.bench import data_scaling, machine, trainer_overhead, vq
 from aegen.bench.core import Case, StealMeter, write_report
-from aegen.bench.suite import _code_data, denormal_case, malloc_case
+from aegen.bench.suite import _code_data, denormal_case, malloc_case, semisup_malloc_case
 from aegen.pipelines.vq_prior import PIPELINE_PRIOR_RECIPE
 from aegen.runs import make_run_config
 
@@ -194,6 +194,16 @@ def test_malloc_case_compares_kept_freed_memory_with_glibcs_own():  # kept: the 
     c = malloc_case("synthetic", limit=256, epochs=2)
     _well_formed(c)
     assert c.name == "malloc/m2_keeps_freed_memory" and c.baseline > 0
+    env = c.extra["environment"]
+    assert (env["on"]["keep_freed_memory"], env["off"]["keep_freed_memory"]) == (True, False)
+
+
+def test_semisup_malloc_case_times_classify_m2_and_sees_the_switch():
+    c = semisup_malloc_case("synthetic", limit=256, epochs=2)
+    _well_formed(c)
+    assert c.name == "malloc/m2_semisup_keeps_freed_memory" and c.baseline > 0
+    assert c.extra["command"] == "aegen classify --mode m2" and c.extra["labels"] == 0.2
+    # classifier.json records the process settings: the switch reached aegen classify
     env = c.extra["environment"]
     assert (env["on"]["keep_freed_memory"], env["off"]["keep_freed_memory"]) == (True, False)
 

@@ -122,34 +122,37 @@ def switch_case(
     env: str,
     on: str,
     off: str,
-    data: str,
-    limit: int,
-    epochs: int,
-    model: str,
+    argv: list[str],
     baseline: str,
+    record: str = "config.json",
+    extra: dict | None = None,
 ) -> Case:
-    """Training images/s with a process-wide switch of the ``aegen`` command on (its
-    default) vs off, set through the environment variable ``env``: the mean over the
-    epochs after the first (the first pays for warm-up). Each run's own record of its
-    environment (``config.json``) goes into ``extra``, so a switch the command ignored
-    shows there."""
+    """Training images/s of one ``aegen`` command (``argv``, given its own ``--out``) with a
+    process-wide switch on (the command's default) vs off, set through the environment
+    variable ``env``: the mean over the epochs after the first (the first pays for
+    warm-up). Each run's own record of its environment (the ``environment`` of the
+    JSON file ``record`` it writes) goes into ``extra``, so a switch the command
+    ignored shows there."""
     rates, records = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for side, value in (("on", on), ("off", off)):
             out = Path(tmp) / side
-            argv = ["train", model, "--data", data, "--epochs", str(epochs), "--quiet"]
-            argv += ["--out", str(out)] + (["--limit", str(limit)] if limit else [])
-            _cli(argv, env={**os.environ, env: value})
+            _cli([*argv, "--quiet", "--out", str(out)], env={**os.environ, env: value})
             rows = read_metrics(out / "metrics.csv")[1:]
             rates[side] = sum(float(r["images_per_s"]) for r in rows) / len(rows)
-            records[side] = read_json(out / "config.json", RuntimeError).get("environment", {})
+            records[side] = read_json(out / record, RuntimeError).get("environment", {})
     return Case(
         name,
         rates["on"],
         "images/s",
         rates["off"],
-        extra={"baseline": baseline, "epochs": epochs, "model": model, "environment": records},
+        extra={"baseline": baseline, **(extra or {}), "environment": records},
     )
+
+
+def _train_argv(model: str, data: str, limit: int, epochs: int) -> list[str]:
+    argv = ["train", model, "--data", data, "--epochs", str(epochs)]
+    return argv + (["--limit", str(limit)] if limit else [])
 
 
 def denormal_case(data: str, limit: int, epochs: int, model: str = "ae-mlp") -> Case:
@@ -159,31 +162,51 @@ def denormal_case(data: str, limit: int, epochs: int, model: str = "ae-mlp") -> 
         FLUSH_ENV,
         "1",
         "0",
-        data,
-        limit,
-        epochs,
-        model,
+        _train_argv(model, data, limit, epochs),
         "denormals kept (AEGEN_FLUSH_DENORMAL=0)",
+        extra={"epochs": epochs, "model": model},
     )
+
+
+MALLOC_BASELINE = "glibc's own malloc thresholds (AEGEN_MALLOC=system)"
 
 
 def malloc_case(data: str, limit: int, epochs: int, model: str = "m2") -> Case:
     """Training with malloc keeping freed memory (the command's default) vs glibc's own
     thresholds (``AEGEN_MALLOC=system``) on ``aegen train m2``: a plain training, which
-    the switch must not slow. The semi-supervised M2 (``aegen classify --mode m2``),
-    whose unlabeled images are decoded once per class and where the switch gained 1.41×,
-    is not this case's workload (docs/performance.md)."""
+    the switch must not slow (:func:`semisup_malloc_case` times the path it speeds up)."""
     return switch_case(
         f"malloc/{model}_keeps_freed_memory",
         MALLOC_ENV,
         "",
         "system",
-        data,
-        limit,
-        epochs,
-        model,
-        "glibc's own malloc thresholds (AEGEN_MALLOC=system)",
+        _train_argv(model, data, limit, epochs),
+        MALLOC_BASELINE,
+        extra={"epochs": epochs, "model": model},
     )
+
+
+def semisup_malloc_case(data: str, limit: int, epochs: int, labels: float = 0.2) -> Case:
+    """The malloc switch on the semi-supervised M2 (``aegen classify --mode m2``), whose
+    step decodes its unlabeled images once per class: the large blocks glibc gave back
+    to the kernel after every step (docs/performance.md, "Page faults"). ``classify``
+    needs an autoencoder run to name its data; M2 trains a model of its own, so a tiny
+    one does. Images/s counts the labeled images of a step."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "ae"
+        _cli(_train_argv("ae-mlp", data, 256, 1) + ["--quiet", "--out", str(run)])
+        argv = ["classify", str(run), "--mode", "m2", "--labels", str(labels)]
+        argv += ["--epochs", str(epochs), "--min-steps", "0", "--limit", str(limit)]
+        return switch_case(
+            "malloc/m2_semisup_keeps_freed_memory",
+            MALLOC_ENV,
+            "",
+            "system",
+            argv,
+            MALLOC_BASELINE,
+            record="classifier.json",
+            extra={"epochs": epochs, "labels": labels, "command": "aegen classify --mode m2"},
+        )
 
 
 def run_suite(
@@ -295,6 +318,7 @@ def run_suite(
     # denormals flushed vs kept
     cases.append(denormal_case(data, limit=limit, epochs=2 if quick else 4))
     cases.append(malloc_case(data, limit=limit, epochs=2 if quick else 3))
+    cases.append(semisup_malloc_case(data, limit=limit, epochs=2 if quick else 3))
     done("denormals and malloc")
 
     # beside a busy process: aegen's threads and passive wait vs the old behaviour

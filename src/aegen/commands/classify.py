@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..eval.metrics import update_metrics_json
 from ..files import RunLock, ensure_dir
 from ..models.classifier import HEADS
+from ..threads import process_record
 from ..viz import save_confusion
 from ._common import add_data_args, data_for_run
 from .argtypes import fraction, nonneg_float, nonneg_int, positive_float, positive_int
@@ -173,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
                 "data": data.name,
                 "data_fingerprint": data.fingerprint(),
                 "n_labeled": result.n_labeled,
+                # the command's threads, flush and malloc, as a training run records them
+                **({"environment": env} if (env := process_record()) is not None else {}),
             },
         )
         update_metrics_json(
