@@ -149,7 +149,7 @@ class ClassifyConfig:
     # consistency: "adaptive" lets the model's own confidence set a bar per class,
     # FreeMatch's self-adaptive thresholds (Wang et al. 2023; `threshold` unused): at 1 %
     # labels 86.08 ± 0.50 % against 85.29 ± 0.90 for τ = 0.95, higher at each of 3 seeds;
-    # at 20 % 91.07 and 91.15 against 90.83 and 90.96 at seeds 0-1 (docs/semisup.md).
+    # at 20 % 91.07 ± 0.08 against 90.86 ± 0.09 on test, lower on validation (docs/semisup.md).
     # "fixed" keeps τ.
     threshold_mode: Literal["fixed", "adaptive"] = "adaptive"
     cutout: int = bounded(10, ge=0, le=28)  # consistency: side of the strong view's zeroed square
