@@ -11,7 +11,13 @@ import torch
 from conftest import assert_user_error
 
 from aegen.bench import data_scaling, machine, trainer_overhead, vq
-from aegen.bench.core import Case, StealMeter, write_report
+from aegen.bench.core import (
+    Case,
+    StealMeter,
+    interleaved_rounds,
+    paired_median_ratio,
+    write_report,
+)
 from aegen.bench.suite import _code_data, denormal_case, malloc_case, semisup_malloc_case
 from aegen.pipelines.vq_prior import PIPELINE_PRIOR_RECIPE
 from aegen.runs import make_run_config
@@ -37,10 +43,40 @@ def test_trainer_overhead_case_for_a_model_and_a_prior(small_synthetic):
     )
     _well_formed(c)
     assert c.name == "trainer_overhead/ae-mlp" and c.baseline is not None
+    assert c.extra["ratio_paired_median"] > 0 and c.extra["repeats"] == 1
     p = trainer_overhead.measure(
         "transformer", _code_data(32), batch_size=16, steps=2, repeats=1, min_seconds=0
     )
     _well_formed(p)
+
+
+def test_interleaved_rounds_alternate_the_order_and_keep_every_rate():
+    calls = []
+
+    def side(name, work):
+        def fn():
+            calls.append(name)
+            return work
+
+        return fn
+
+    rounds = interleaved_rounds({"a": side("a", 10), "b": side("b", 20)}, repeats=3)
+    assert calls == ["a", "b", "b", "a", "a", "b"]  # A B, B A, A B
+    assert [len(v) for v in rounds.values()] == [3, 3]
+    assert all(r > 0 for v in rounds.values() for r in v)
+
+
+def test_paired_median_ratio_divides_within_rounds_and_drops_an_outlier():
+    # the two sides equally fast in every round but the last, where the machine sped up
+    # between the bare run and the trainer's: best-of-each says 1.3, the rounds say 1
+    bare = [100.0, 100.0, 100.0]
+    trainer = [100.0, 100.0, 130.0]
+    assert max(trainer) / max(bare) == 1.3
+    assert paired_median_ratio(trainer, bare) == 1.0
+    assert paired_median_ratio([100.0], [200.0]) == 0.5  # value over baseline
+    assert paired_median_ratio([1.0, 3.0], [1.0, 1.0]) == 2.0  # the middle of an even count
+    with pytest.raises(ValueError):
+        paired_median_ratio([1.0], [1.0, 2.0])
 
 
 def test_the_bare_loop_steps_every_phase_of_a_model_that_trains_in_phases(small_synthetic):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -16,7 +17,15 @@ import torch
 
 from ..threads import read_steal, steal_share
 
-__all__ = ["Case", "StealMeter", "interleaved", "machine_info", "write_report"]
+__all__ = [
+    "Case",
+    "StealMeter",
+    "interleaved",
+    "interleaved_rounds",
+    "machine_info",
+    "paired_median_ratio",
+    "write_report",
+]
 
 
 @dataclass
@@ -116,25 +125,43 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def interleaved(fns: dict[str, Callable[[], float]], repeats: int = 5) -> dict[str, float]:
+def interleaved_rounds(
+    fns: dict[str, Callable[[], float]], repeats: int = 5
+) -> dict[str, list[float]]:
     """Call each ``fn`` (which returns a work count, e.g. images) ``repeats`` times, round-robin,
-    and return the best rate (work per second) of each.
+    and return every rate (work per second) of each, in round order.
 
-    The order alternates between rounds. The best, as ``timeit`` takes the minimum:
-    on a shared machine other work only ever slows a run down, so the fastest repeat
-    is the closest to what the code itself costs, and both sides of a ratio are
-    treated alike."""
+    The order alternates between rounds: A B, B A, A B, ...: whatever the place in a
+    round does to a run (a drifting clock, the previous run's allocations) falls on
+    both sides alike."""
     rates: dict[str, list[float]] = {k: [] for k in fns}
     order = list(fns)
     for r in range(repeats):
-        # A B, B A, A B, ...: whatever the place in a round does to a run (a drifting
-        # clock, the previous run's allocations) falls on both sides alike
         for name in order if r % 2 == 0 else order[::-1]:
             fn = fns[name]
             t0 = time.perf_counter()
             work = fn()
             rates[name].append(work / (time.perf_counter() - t0))
-    return {k: max(v) for k, v in rates.items()}
+    return rates
+
+
+def interleaved(fns: dict[str, Callable[[], float]], repeats: int = 5) -> dict[str, float]:
+    """The best rate of each ``fn`` over :func:`interleaved_rounds`, as ``timeit`` takes
+    the minimum: on a shared machine other work only ever slows a run down, so the
+    fastest repeat is the closest to what the code itself costs, and both sides of a
+    ratio are treated alike."""
+    return {k: max(v) for k, v in interleaved_rounds(fns, repeats).items()}
+
+
+def paired_median_ratio(values: list[float], baselines: list[float]) -> float:
+    """The median over rounds of value / baseline, each side from the same round.
+
+    The best of each side may pair a lucky minute of one with an unlucky minute of the
+    other; a round's two runs are seconds apart, so slow drift (a host that steals for
+    a minute) divides out of its ratio, and the median drops the rounds a burst hit."""
+    if not values or len(values) != len(baselines):
+        raise ValueError("paired_median_ratio needs as many values as baselines, at least one")
+    return statistics.median(v / b for v, b in zip(values, baselines, strict=True))
 
 
 def write_report(cases: list[Case], path: str | Path | None, title: str) -> dict[str, Any]:

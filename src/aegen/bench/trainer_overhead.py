@@ -22,7 +22,7 @@ from ..data.loader import Batch, epoch_batches, to_float
 from ..models.abilities import TrainsInPhases
 from ..registry import available, build_model
 from ..train import Trainer, autocast, seed_everything
-from .core import Case, interleaved, write_report
+from .core import Case, interleaved_rounds, paired_median_ratio, write_report
 
 
 def _bare_loop(
@@ -128,13 +128,16 @@ def measure(
         steps, n = fit, fit * batch_size
         subset = dataclasses.replace(subset, train=Split(data.train.x[:n], data.train.y[:n]))
         bare(), trainer()
-    rates = interleaved({"bare": bare, "trainer": trainer}, repeats=repeats)
+    rounds = interleaved_rounds({"bare": bare, "trainer": trainer}, repeats=repeats)
     return Case(
         f"trainer_overhead/{name}",
-        rates["trainer"],
+        max(rounds["trainer"]),
         "images/s",
-        rates["bare"],
+        max(rounds["bare"]),
         extra={
+            # the ratio of the best of each side, and the median of each round's own
+            "ratio_paired_median": paired_median_ratio(rounds["trainer"], rounds["bare"]),
+            "repeats": repeats,
             "batch_size": batch_size,
             "steps": steps,
             "amp": cfg.amp,
