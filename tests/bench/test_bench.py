@@ -221,6 +221,11 @@ def test_denormal_case_compares_flushed_with_kept():  # flushed: the default
     c = denormal_case("synthetic", limit=256, epochs=2)
     _well_formed(c)
     assert c.baseline > 0 and c.extra["epochs"] == 2
+    # two processes a side (on off, off on), the value each side's mean
+    rounds = c.extra["rounds"]
+    assert [len(rounds["on"]), len(rounds["off"])] == [2, 2]
+    assert c.value == pytest.approx(sum(rounds["on"]) / 2)
+    assert c.baseline == pytest.approx(sum(rounds["off"]) / 2)
     # each run recorded the setting it was given: the switch reached the command
     env = c.extra["environment"]
     assert (env["on"]["flush_denormal"], env["off"]["flush_denormal"]) == (True, False)

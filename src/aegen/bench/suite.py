@@ -126,27 +126,34 @@ def switch_case(
     baseline: str,
     record: str = "config.json",
     extra: dict | None = None,
+    rounds: int = 2,
 ) -> Case:
     """Training images/s of one ``aegen`` command (``argv``, given its own ``--out``) with a
     process-wide switch on (the command's default) vs off, set through the environment
-    variable ``env``: the mean over the epochs after the first (the first pays for
-    warm-up). Each run's own record of its environment (the ``environment`` of the
-    JSON file ``record`` it writes) goes into ``extra``, so a switch the command
-    ignored shows there."""
-    rates, records = {}, {}
+    variable ``env``: each side's mean over ``rounds`` processes, in the order on off, off
+    on, ... (one order favoured whichever side ran first or last while the machine
+    drifted: 0.885 on, then off, and 1.08 interleaved, docs/performance.md); each
+    process's rate is its mean over the epochs after the first (the first pays for
+    warm-up). Each run's own record of its environment (the ``environment`` of the JSON
+    file ``record`` it writes) goes into ``extra``, so a switch the command ignored
+    shows there."""
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    records = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for side, value in (("on", on), ("off", off)):
-            out = Path(tmp) / side
-            _cli([*argv, "--quiet", "--out", str(out)], env={**os.environ, env: value})
-            rows = read_metrics(out / "metrics.csv")[1:]
-            rates[side] = sum(float(r["images_per_s"]) for r in rows) / len(rows)
-            records[side] = read_json(out / record, RuntimeError).get("environment", {})
+        for r in range(rounds):
+            for side in ("on", "off") if r % 2 == 0 else ("off", "on"):
+                out = Path(tmp) / f"{side}{r}"
+                value = on if side == "on" else off
+                _cli([*argv, "--quiet", "--out", str(out)], env={**os.environ, env: value})
+                rows = read_metrics(out / "metrics.csv")[1:]
+                rates[side].append(sum(float(row["images_per_s"]) for row in rows) / len(rows))
+                records[side] = read_json(out / record, RuntimeError).get("environment", {})
     return Case(
         name,
-        rates["on"],
+        sum(rates["on"]) / rounds,
         "images/s",
-        rates["off"],
-        extra={"baseline": baseline, **(extra or {}), "environment": records},
+        sum(rates["off"]) / rounds,
+        extra={"baseline": baseline, **(extra or {}), "rounds": rates, "environment": records},
     )
 
 
