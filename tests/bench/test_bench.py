@@ -41,13 +41,30 @@ def test_trainer_overhead_case_for_a_model_and_a_prior(small_synthetic):
         min_seconds=0,
         train=make_run_config("ae-mlp").train,
     )
-    _well_formed(c)
     assert c.name == "trainer_overhead/ae-mlp" and c.baseline is not None
-    assert c.extra["ratio_paired_median"] > 0 and c.extra["repeats"] == 1
+    assert c.extra["ratio_best_of_each"] == c.value / c.baseline and c.extra["repeats"] == 1
+    # with one round, the median of the rounds' ratios is that round's, the best-of-each's
+    assert c.ratio == pytest.approx(c.extra["ratio_best_of_each"])
     p = trainer_overhead.measure(
         "transformer", _code_data(32), batch_size=16, steps=2, repeats=1, min_seconds=0
     )
     _well_formed(p)
+
+
+def test_trainer_overhead_ratio_is_the_median_of_the_rounds_own(small_synthetic, monkeypatch):
+    # the machine sped up in the last round, between the bare run and the trainer's
+    def rounds(fns, repeats):
+        for fn in fns.values():
+            fn()  # the work still runs: the case is built from what it returns
+        return {"bare": [100.0, 100.0, 100.0], "trainer": [100.0, 100.0, 130.0]}
+
+    monkeypatch.setattr(trainer_overhead, "interleaved_rounds", rounds)
+    c = trainer_overhead.measure(
+        "ae-mlp", small_synthetic, batch_size=16, steps=2, repeats=3, min_seconds=0
+    )
+    assert (c.value, c.baseline) == (130.0, 100.0)  # images/s: the best of each side
+    assert c.extra["ratio_best_of_each"] == 1.3
+    assert c.ratio == 1.0  # the rounds say the Trainer costs nothing
 
 
 def test_interleaved_rounds_alternate_the_order_and_keep_every_rate():
