@@ -749,6 +749,18 @@ def test_guidance_applies_to_the_temperature_choice_samples_and_scores(
     assert "guidance" not in m["samples"]["scored_from"]
     assert "guidance" not in m["temperature_choice"]["scored_from"]
     assert m["class_accuracy"]["guidance"] == 1.0
+    # a ramp A:B: recorded as [A, B] everywhere, and a second run finds every record its
+    # own (read back from JSON, a list) and draws nothing
+    seen.clear()
+    summary = pipeline((1.5, 3.5))
+    assert seen and set(seen) == {(1.5, 3.5)} and summary["guidance"] == [1.5, 3.5]
+    m = json.loads((out / "prior" / "metrics.json").read_text())
+    assert m["samples"]["scored_from"]["guidance"] == m["class_accuracy"]["guidance"] == [1.5, 3.5]
+    record = json.loads((out / "samples" / "samples.json").read_text())
+    assert record["guidance"] == [1.5, 3.5]
+    seen.clear()
+    again = pipeline((1.5, 3.5))
+    assert seen == [] and again["scores"]["samples"]["fid"] == summary["scores"]["samples"]["fid"]
 
 
 def test_the_pipeline_trains_a_guidable_prior_and_guides_its_samples_by_default(done, tmp_path):

@@ -1,6 +1,7 @@
 """Classifier-free guidance of the priors: ``label_dropout`` trains a "no label" class,
 and ``guidance`` W samples from l_u + W·(l_c − l_u); the refusals; old runs; the CLI."""
 
+import json
 import math
 import shutil
 
@@ -152,6 +153,59 @@ def test_cached_sampling_equals_uncached_with_guidance(name):
     assert not torch.equal(a, plain)
 
 
+def _spy_on_weights(monkeypatch, module):
+    """Every W the sampler of ``module`` guides with, in order."""
+    seen, guide = [], base.guide
+
+    def spy(logits, w):
+        seen.append(w)
+        return guide(logits, w)
+
+    monkeypatch.setattr(module, "guide", spy)
+    return seen
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_a_ramp_guides_each_position_from_a_to_b(use_cache, monkeypatch):
+    """(A, B) guides position t of the raster order at A + (B − A)·t/(T − 1), and each
+    code is drawn from l_u + W_t·(l_c − l_u) of the training forward pass."""
+    prior = _set_no_label(_prior("transformer"))
+    y, ramp = torch.tensor([0, 2, 1]), (1.0, 4.0)
+    weights, seen = _spy_on_weights(monkeypatch, base), _spy_on_draw(monkeypatch, base)
+    s = prior.sample(3, torch.Generator().manual_seed(4), label=y, guidance=ramp,
+                     use_cache=use_cache)  # fmt: skip
+    t = prior.length
+    assert weights == pytest.approx([1.0 + 3.0 * i / (t - 1) for i in range(t)])
+    assert (weights[0], weights[-1]) == (1.0, 4.0)
+    for i, logits in enumerate(seen):
+        want, _ = _guided(prior, s, y, weights[i])
+        torch.testing.assert_close(logits, want[:, :, i], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_a_flat_ramp_draws_what_its_constant_draws(name):
+    prior = _set_no_label(_prior(name))
+
+    def at(w):
+        return prior.sample(4, torch.Generator().manual_seed(6), label=1, guidance=w)
+
+    assert torch.equal(at((2.5, 2.5)), at(2.5))
+    assert not torch.equal(at((1.0, 4.0)), at(2.5))
+
+
+def test_maskgit_ramp_rises_with_the_codes_known_before_each_step(monkeypatch):
+    prior = _set_no_label(_prior("maskgit"))
+    weights = _spy_on_weights(monkeypatch, maskgit)
+    list(prior.unmasking(3, torch.Generator().manual_seed(4), label=1, steps=4, guidance=(2, 3)))
+    left = [prior.length, *maskgit.masked_after(prior.length, 4)[:-1]]  # masked before each step
+    known = [prior.length - m for m in left]
+    assert weights == pytest.approx([2 + k / known[-1] for k in known])
+    assert weights[0] == 2 and weights[-1] == 3 and weights == sorted(weights)
+    weights.clear()
+    list(prior.unmasking(3, torch.Generator().manual_seed(4), label=1, steps=1, guidance=(2, 3)))
+    assert weights == [2]  # one step: the first draw, A
+
+
 @pytest.mark.parametrize("name", PRIORS)
 def test_guidance_refusals(name):
     with pytest.raises(UserError, match="without labels"):
@@ -159,7 +213,7 @@ def test_guidance_refusals(name):
     with pytest.raises(UserError, match="label_dropout=0"):
         _prior(name, label_dropout=0.0).sample(2, guidance=0.0)
     prior = _prior(name)
-    for bad in (-0.5, math.nan, math.inf):
+    for bad in (-0.5, math.nan, math.inf, (1.0, -1.0), (math.nan, 2.0)):
         with pytest.raises(UserError, match="finite number >= 0"):
             prior.sample(2, guidance=bad)
     _prior(name, label_dropout=0.0).sample(2, guidance=1.0)  # W = 1 needs nothing
@@ -340,7 +394,7 @@ def test_a_run_from_before_label_dropout_loads_samples_and_refuses_guidance(runs
     assert stage_state(old, want, keys, "prior") == "fresh"
 
 
-@pytest.mark.parametrize("bad", ["-1", "nan", "inf", "strong"])
+@pytest.mark.parametrize("bad", ["-1", "nan", "inf", "strong", "1:", ":2", "1:-2", "1:2:3"])
 def test_a_bad_guidance_is_one_error_line(runs, tmp_path, cli, bad):
     assert_user_error(_generate(cli, runs, "guided", tmp_path / "x.png", "--guidance", bad),
                       "--guidance")  # fmt: skip
@@ -367,3 +421,18 @@ def test_the_samples_record_holds_guidance_other_than_1(runs):
     assert record(1.0) == samples_record(runs / "guided", runs / "vqvae", 4, 0, None, 1.0, None)
     assert record(2.0)["guidance"] == 2.0 and record(2.0) != record(1.0)
     assert record(2.0) != record(3.0)
+    ramp = record((1.5, 3.5))
+    assert ramp["guidance"] == [1.5, 3.5] and ramp != record(2.5)
+    assert json.loads(json.dumps(ramp)) == ramp  # a record read back still matches
+
+
+def test_generate_with_a_ramp(runs, tmp_path, cli):
+    r = _generate(cli, runs, "guided", tmp_path / "r.png", "--guidance", "1:4")
+    assert r.code == 0, r.err
+    codes = torch.from_numpy(np.load(tmp_path / "r.npy").astype(np.int64))
+    prior = aegen.load(runs / "guided")
+    want = prior.sample(4, torch.Generator().manual_seed(1), label=2, guidance=(1.0, 4.0))
+    assert torch.equal(codes, want)
+    assert _generate(cli, runs, "guided", tmp_path / "f.png", "--guidance", "2:2").code == 0
+    assert _generate(cli, runs, "guided", tmp_path / "c.png", "--guidance", "2").code == 0
+    assert np.array_equal(np.load(tmp_path / "f.npy"), np.load(tmp_path / "c.npy"))

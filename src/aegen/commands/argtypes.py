@@ -12,6 +12,7 @@ import math
 __all__ = [
     "ArgParser",
     "fraction",
+    "guidance_arg",
     "nonneg_float",
     "nonneg_int",
     "positive_float",
@@ -72,6 +73,18 @@ def nonneg_float(text: str) -> float:
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
     return v
+
+
+def guidance_arg(text: str) -> float | tuple[float, float]:
+    """A guidance weight W >= 0, or ``A:B``: W rising (or falling) from A at the first code
+    drawn to B at the last (``aegen.priors.base``); ``A:A`` is A."""
+    if ":" not in text:
+        return nonneg_float(text)
+    start, sep, end = text.partition(":")
+    ends = (nonneg_float(start), nonneg_float(end)) if sep and ":" not in end else None
+    if ends is None:
+        raise argparse.ArgumentTypeError(f"expected W or A:B, got {text!r}")
+    return ends[0] if ends[0] == ends[1] else ends
 
 
 def fraction(text: str) -> float:

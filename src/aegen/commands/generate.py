@@ -6,7 +6,7 @@ import argparse
 
 from ..pipelines.vq_prior import generate, prior_matches_vqvae
 from ._common import output_file
-from .argtypes import nonneg_float, nonneg_int, positive_float, positive_int
+from .argtypes import guidance_arg, nonneg_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:
@@ -26,11 +26,12 @@ def add_parser(sub) -> None:
     p.add_argument("--top-k", type=positive_int, default=None, help="sample among the K likeliest")
     p.add_argument(
         "--guidance",
-        type=nonneg_float,
+        type=guidance_arg,
         default=1.0,
-        metavar="W",
+        metavar="W|A:B",
         help="classifier-free guidance weight (1, the default: the conditional prior; 0: the "
-        "unconditional one; above 1: more typical of the class); needs a prior trained with "
+        "unconditional one; above 1: more typical of the class), or A:B, rising from A at "
+        "the first code drawn to B at the last; needs a prior trained with "
         "model.label_dropout > 0",
     )
     p.add_argument("--seed", type=nonneg_int, default=0)

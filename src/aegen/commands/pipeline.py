@@ -8,7 +8,7 @@ from ..eval.evaluate import MIN_SAMPLES, EvalOptions
 from ..pipelines.vq_prior import prior_score_line, run_pipeline, score_lines
 from ..registry import available
 from ._common import add_data_args
-from .argtypes import nonneg_float, nonneg_int, positive_int, temperature_arg
+from .argtypes import guidance_arg, nonneg_int, positive_int, temperature_arg
 
 
 def add_parser(sub) -> None:
@@ -41,12 +41,13 @@ def add_parser(sub) -> None:
     p.add_argument("--top-k", type=positive_int, default=None)
     p.add_argument(
         "--guidance",
-        type=nonneg_float,
+        type=guidance_arg,
         default=None,
-        metavar="W",
+        metavar="W|A:B",
         help="classifier-free guidance weight of the samples and their scores (1: the "
         "conditional prior; 0: unconditional; default 2 for a conditional prior, which "
-        "the pipeline trains with prior.model.label_dropout=0.1, else 1)",
+        "the pipeline trains with prior.model.label_dropout=0.1, else 1), or A:B, rising "
+        "from A at the first code drawn to B at the last",
     )
     p.add_argument(
         "--set",

@@ -62,7 +62,7 @@ from ..files import atomic_write_bytes, atomic_write_json, ensure_dir, npy_bytes
 from ..models.abilities import ScoresCodeLikelihood
 from ..models.vqvae import GRID as VQ_GRID
 from ..prior_runs import load_prior, prior_matches_vqvae, sample_images
-from ..priors.base import check_guidance
+from ..priors.base import Guidance, check_guidance, guidance_record
 from ..priors.maskgit import MaskGITPrior
 from ..priors.sampling import balanced_sampler, sample_codes, sample_with
 from ..quantize import entropy_bits
@@ -330,7 +330,7 @@ def generate(
     temperature: float = 1.0,
     top_k: int | None = None,
     use_cache: bool = True,
-    guidance: float = 1.0,
+    guidance: Guidance = 1.0,
 ) -> dict[str, Any]:
     """Stage 4: sample ``n`` images into a PNG grid, the codes beside it (same name, .npy)."""
     out_png = Path(out_png)
@@ -360,7 +360,7 @@ def samples_record(
     label: int | None,
     temperature: float,
     top_k: int | None,
-    guidance: float = 1.0,
+    guidance: Guidance = 1.0,
 ) -> dict[str, Any]:
     """What a stage-4 picture was drawn from and with: both models' weights and the settings.
 
@@ -379,9 +379,10 @@ def samples_record(
     return record
 
 
-def _guidance_key(guidance: float) -> dict[str, float]:
-    """``{"guidance": W}`` when W is not 1, so what was scored before W existed still matches."""
-    return {} if guidance == 1.0 else {"guidance": float(guidance)}
+def _guidance_key(guidance: Guidance) -> dict[str, float | list[float]]:
+    """``{"guidance": W}`` (or [A, B]) when W is not 1, so what was scored before W existed
+    still matches."""
+    return {} if guidance == 1.0 else {"guidance": guidance_record(guidance)}
 
 
 def fid_against_steps(
@@ -546,7 +547,7 @@ def choose_temperature(
     seed: int = 0,
     top_k: int | None = None,
     log: Callable[[str], None] | None = None,
-    guidance: float = 1.0,
+    guidance: Guidance = 1.0,
     streams: dict | None = None,
 ) -> dict[str, Any]:
     """The sampling temperature chosen by FID against the **validation** images.
@@ -606,7 +607,7 @@ def choose_temperature(
 SCORE_SECTIONS = ("samples", "ceiling", "class_accuracy")
 
 
-def _settings(temperature: float, top_k: int | None, guidance: float) -> dict[str, Any]:
+def _settings(temperature: float, top_k: int | None, guidance: Guidance) -> dict[str, Any]:
     """How a stream samples (the keywords of ``sample_with``)."""
     return {"temperature": temperature, "top_k": top_k, "guidance": guidance}
 
@@ -621,7 +622,7 @@ def class_accuracy(
     seed: int = 0,
     temperature: float = 1.0,
     top_k: int | None = None,
-    guidance: float = 1.0,
+    guidance: Guidance = 1.0,
 ) -> dict[str, Any]:
     """How often a conditional prior draws the class it is asked for (at ``guidance`` W).
 
@@ -650,7 +651,7 @@ def class_accuracy(
         "seed": seed,
         "temperature": temperature,
         "top_k": top_k,
-        "guidance": guidance,
+        "guidance": guidance_record(guidance),
         "features": features.record(),
         "data": data_record(data),
     }
@@ -665,7 +666,7 @@ def _scores_wanted(
     seed: int,
     temperature: float,
     top_k: int | None,
-    guidance: float = 1.0,
+    guidance: Guidance = 1.0,
 ) -> dict[str, dict[str, Any]]:
     """Per score section, what it is measured from (kept in the section as ``scored_from``):
     the ceiling depends on the VQ-VAE only, the others on the prior and its settings too."""
@@ -697,7 +698,7 @@ def score_pipeline(
     top_k: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
-    guidance: float = 1.0,
+    guidance: Guidance = 1.0,
     streams: dict | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score stage 4 on ``features`` and return the sections {samples, ceiling, class_accuracy}.
@@ -758,7 +759,7 @@ def score_pipeline(
         fresh["samples"] = {
             **ev.sections["samples"],
             "top_k": top_k,
-            "guidance": guidance,
+            "guidance": guidance_record(guidance),
             "scored_from": want["samples"],
         }
         # the first images scored, where `aegen eval` puts them: the report shows them
@@ -790,7 +791,7 @@ def stored_scores(
     seed: int = 0,
     temperature: float = 1.0,
     top_k: int | None = None,
-    guidance: float = 1.0,
+    guidance: Guidance = 1.0,
 ) -> dict[str, dict[str, Any]]:
     """The sections of :func:`score_pipeline` that the two metrics.json files already hold
     for these very weights and settings (the others it would compute)."""
@@ -869,7 +870,7 @@ def run_pipeline(
     progress: bool = True,
     features_dir: str | os.PathLike | None = None,
     eval_n: int = EvalOptions.n,
-    guidance: float | None = None,
+    guidance: Guidance | None = None,
 ) -> dict[str, Any]:
     """All four stages into ``out_dir``/{vqvae,codes,prior,samples}; returns a summary.
 
@@ -1001,7 +1002,7 @@ def run_pipeline(
             fids = ", ".join(f"{t}: {f:.1f}" for t, f in choice["fid_on_val"].items())
             _log(f"stage 4/4: temperature {temperature} (FID on validation images {fids})", quiet)
             summary["temperature_choice"] = choice
-    summary["temperature"], summary["guidance"] = temperature, guidance
+    summary["temperature"], summary["guidance"] = temperature, guidance_record(guidance)
     png, record = dirs["samples"] / "samples.png", dirs["samples"] / "samples.json"
     wanted = samples_record(
         dirs["prior"], dirs["vqvae"], n, seed, None, temperature, top_k, guidance

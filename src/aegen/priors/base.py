@@ -25,6 +25,12 @@ code from the logits l_u + W·(l_c − l_u), l_c the conditional and l_u the no-
 logits at that position (both from one batch of 2n grids), before temperature and
 top-k: W = 1 is the conditional prior (one pass), W = 0 the unconditional one, and
 W > 1 leans further towards what makes the class likely.
+
+W may also rise (or fall) as a grid is drawn: ``guidance`` (A, B) weighs each code by
+A + (B − A)·p, where p grows with the codes already known when it is drawn, from 0 at
+the first draw to 1 at the last (in raster order, p = t / (T − 1) at position t).
+Guidance that rises with the codes drawn is the schedule of MUSE and MAR (Chang et al.
+2023, Li et al. 2024); measured here in docs/vqvae.md ("Guidance that rises").
 """
 
 from __future__ import annotations
@@ -41,7 +47,21 @@ from ..config import bounded
 from ..data.loader import Batch
 from ..errors import UserError
 
-__all__ = ["CodePrior", "Prior", "PriorConfig", "check_guidance", "check_sampling", "draw", "guide"]
+__all__ = [
+    "CodePrior",
+    "Guidance",
+    "Prior",
+    "PriorConfig",
+    "check_guidance",
+    "check_sampling",
+    "draw",
+    "guidance_at",
+    "guidance_record",
+    "guide",
+]
+
+# a weight W, or (A, B): from A at the first code drawn, linearly, towards B (module docstring)
+Guidance = float | tuple[float, float]
 
 LN2 = math.log(2.0)
 
@@ -87,14 +107,19 @@ def check_sampling(temperature: float, top_k: int | None) -> None:
         raise UserError(f"top-k must be at least 1, got {top_k}")
 
 
-def check_guidance(config: PriorConfig, guidance: float) -> None:
+def check_guidance(config: PriorConfig, guidance: Guidance) -> None:
     """Refuse, with one line, a guidance weight W that a prior of ``config`` cannot sample with.
 
-    W must be finite and >= 0; W != 1 needs a conditional prior whose "no label" class
-    was trained (``label_dropout`` > 0): otherwise l_u comes from an untrained embedding.
+    W (each end of a ramp) must be finite and >= 0; W != 1 needs a conditional prior
+    whose "no label" class was trained (``label_dropout`` > 0): otherwise l_u comes from
+    an untrained embedding.
     """
-    if not (math.isfinite(guidance) and guidance >= 0):
-        raise UserError(f"guidance must be a finite number >= 0, got {guidance}")
+    ends = guidance if isinstance(guidance, tuple) else (guidance,)
+    if not all(math.isfinite(w) and w >= 0 for w in ends):
+        raise UserError(
+            f"guidance must be a finite number >= 0 (each end of a ramp), got "
+            f"{guidance_record(guidance)}"
+        )
     if guidance == 1.0:
         return
     if config.num_classes == 0:
@@ -104,6 +129,20 @@ def check_guidance(config: PriorConfig, guidance: float) -> None:
             "this prior never trained its no-label class (model.label_dropout=0); guidance "
             "other than 1 needs it: train with prior.model.label_dropout=0.1, say"
         )
+
+
+def guidance_at(guidance: Guidance, progress: float) -> float:
+    """W at ``progress`` p of a grid's drawing: 0 at the first draw, 1 at the last."""
+    if isinstance(guidance, tuple):
+        start, end = guidance
+        return start + (end - start) * progress
+    return guidance
+
+
+def guidance_record(guidance: Guidance) -> float | list[float]:
+    """``guidance`` as JSON keeps it: a number, or [A, B] for a ramp (a tuple reads back as a
+    list, and a record must compare equal to the one it was written from)."""
+    return [float(w) for w in guidance] if isinstance(guidance, tuple) else float(guidance)
 
 
 def guide(logits: torch.Tensor, guidance: float) -> torch.Tensor:
@@ -150,7 +189,7 @@ class CodePrior(nn.Module):
         drop = torch.rand(y.shape[0], device=y.device) < p
         return y.masked_fill(drop, self.config.num_classes)
 
-    def with_no_label(self, y: torch.Tensor | None, guidance: float) -> torch.Tensor | None:
+    def with_no_label(self, y: torch.Tensor | None, guidance: Guidance) -> torch.Tensor | None:
         """The labels a sampling batch runs with: (n,) as they are for W = 1, else (2n,), the
         labels then n times "no label" (see :func:`guide`)."""
         if y is None or guidance == 1.0:
@@ -246,14 +285,15 @@ class Prior(CodePrior):
         temperature: float = 1.0,
         top_k: int | None = None,
         use_cache: bool = True,
-        guidance: float = 1.0,
+        guidance: Guidance = 1.0,
     ) -> torch.Tensor:
         """``n`` code grids (n, H, W) long, drawn position by position in raster order.
 
         ``label``: a class (or (n,) classes) for a conditional prior; None draws
         classes uniformly. ``use_cache=False`` recomputes every step from the codes
         so far (the reference the cache is tested against). ``guidance`` W != 1 runs
-        each step on 2n grids, labelled and unlabelled (see the module docstring).
+        each step on 2n grids, labelled and unlabelled; a ramp (A, B) guides position t
+        at A + (B − A)·t/(T − 1) (see the module docstring).
         """
         check_sampling(temperature, top_k)
         check_guidance(self.config, guidance)
@@ -270,7 +310,8 @@ class Prior(CodePrior):
             else:
                 logits = self.prefix_logits(flat, yy, t)  # (m, K)
             if m != n:
-                logits = guide(logits, guidance)  # (n, K)
+                w = guidance_at(guidance, t / max(self.length - 1, 1))
+                logits = guide(logits, w)  # (n, K)
             code = draw(logits, generator, temperature, top_k)  # (n,)
             flat[:, t] = code.repeat(m // n)  # the unlabelled copies go on from the same codes
         self.train(was)

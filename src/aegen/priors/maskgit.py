@@ -38,7 +38,17 @@ from torch import nn
 from ..config import bounded, check
 from ..data.loader import Batch
 from ..registry import register
-from .base import LN2, CodePrior, PriorConfig, check_guidance, check_sampling, draw, guide
+from .base import (
+    LN2,
+    CodePrior,
+    Guidance,
+    PriorConfig,
+    check_guidance,
+    check_sampling,
+    draw,
+    guidance_at,
+    guide,
+)
 from .transformer import RECIPE, Block
 
 __all__ = ["MaskGITPrior", "MaskGITPriorConfig", "mask_ratio", "masked_after"]
@@ -185,7 +195,7 @@ class MaskGITPrior(CodePrior):
         top_k: int | None = None,
         steps: int | None = None,
         choice_temperature: float | None = None,
-        guidance: float = 1.0,
+        guidance: Guidance = 1.0,
     ) -> Iterator[torch.Tensor]:
         """The grids (n, H, W) after each sampling step, K where still masked (see the module)."""
         check_sampling(temperature, top_k)
@@ -199,11 +209,16 @@ class MaskGITPrior(CodePrior):
         m = n if yy is None else yy.shape[0]
         k, t = self.config.num_codes, self.length
         cur = torch.full((n, t), self.mask_token, dtype=torch.long)  # (n, T)
-        for s, keep in enumerate(masked_after(t, steps), start=1):
+        after = masked_after(t, steps)
+        # a ramp's progress at each step: the codes known before it, over those known
+        # before the last step (0 at the first step, 1 at the last)
+        known = [t - left for left in [t, *after[:-1]]]
+        for s, keep in enumerate(after, start=1):
             grids = cur.view(n, *self.grid).repeat(m // n, 1, 1)  # (m, H, W)
             logits = self(grids, yy).flatten(2).transpose(1, 2)  # (m, T, K)
             if m != n:
-                logits = guide(logits, guidance)  # (n, T, K)
+                w = guidance_at(guidance, known[s - 1] / max(known[-1], 1))
+                logits = guide(logits, w)  # (n, T, K)
             drawn = draw(logits.reshape(n * t, k), generator, temperature, top_k).view(n, t)
             masked = cur == self.mask_token
             drawn = torch.where(masked, drawn, cur)  # known codes stay
@@ -229,7 +244,7 @@ class MaskGITPrior(CodePrior):
         use_cache: bool = True,
         steps: int | None = None,
         choice_temperature: float | None = None,
-        guidance: float = 1.0,
+        guidance: Guidance = 1.0,
     ) -> torch.Tensor:
         """``n`` code grids (n, H, W) long in ``steps`` parallel steps (config.steps: 8).
 
