@@ -789,6 +789,18 @@ def test_the_pipeline_trains_a_guidable_prior_and_guides_its_samples_by_default(
         assert dropout == (0.1 if conditional and not over else 0.0)
 
 
+def test_the_default_guidance_is_each_priors_own_and_1_where_it_cannot_guide():
+    from aegen.priors.base import PriorConfig
+
+    guided = PriorConfig(num_classes=10, label_dropout=0.1)
+    assert vq_prior.default_guidance("transformer", guided) == vq_prior.PIPELINE_GUIDANCE == 2.0
+    assert vq_prior.default_guidance("pixelcnn", guided) == 2.0
+    assert vq_prior.default_guidance("maskgit", guided) == (1.5, 3.5)  # a ramp
+    for cannot in (PriorConfig(num_classes=0), PriorConfig(num_classes=10, label_dropout=0)):
+        assert vq_prior.default_guidance("maskgit", cannot) == 1.0
+        assert vq_prior.default_guidance("transformer", cannot) == 1.0
+
+
 def test_the_pipeline_trains_its_own_transformer_recipe_unless_told_otherwise():
     """2 blocks for 7 epochs (docs/vqvae.md, "A shallower prior"), MaskGIT as the transformer;
     --set and --prior-epochs win, and a prior without a recipe keeps its own defaults."""

@@ -45,9 +45,9 @@ def add_parser(sub) -> None:
         default=None,
         metavar="W|A:B",
         help="classifier-free guidance weight of the samples and their scores (1: the "
-        "conditional prior; 0: unconditional; default 2 for a conditional prior, which "
-        "the pipeline trains with prior.model.label_dropout=0.1, else 1), or A:B, rising "
-        "from A at the first code drawn to B at the last",
+        "conditional prior; 0: unconditional), or A:B, rising from A at the first code "
+        "drawn to B at the last; default for a conditional prior, which the pipeline "
+        "trains with prior.model.label_dropout=0.1: 2, and 1.5:3.5 for maskgit; else 1",
     )
     p.add_argument(
         "--set",
