@@ -41,6 +41,7 @@ def test_trainer_overhead_case_for_a_model_and_a_prior(small_synthetic):
         min_seconds=0,
         train=make_run_config("ae-mlp").train,
     )
+    _well_formed(c)  # one round: its ratio is value / baseline
     assert c.name == "trainer_overhead/ae-mlp" and c.baseline is not None
     assert c.extra["ratio_best_of_each"] == c.value / c.baseline and c.extra["repeats"] == 1
     # with one round, the median of the rounds' ratios is that round's, the best-of-each's

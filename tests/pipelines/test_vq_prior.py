@@ -19,6 +19,7 @@ from aegen.eval.evaluate import EvalOptions, ReconstructionSampler, draw_samples
 from aegen.eval.metrics import frechet_distance
 from aegen.pipelines import vq_prior
 from aegen.pipelines.vq_prior import fid_against_steps, load_codes, run_pipeline, sample_images
+from aegen.priors.base import PriorConfig
 from aegen.priors.sampling import balanced_sampler
 from aegen.runs import data_from_config, run_config_from_json
 
@@ -790,8 +791,6 @@ def test_the_pipeline_trains_a_guidable_prior_and_guides_its_samples_by_default(
 
 
 def test_the_default_guidance_is_each_priors_own_and_1_where_it_cannot_guide():
-    from aegen.priors.base import PriorConfig
-
     guided = PriorConfig(num_classes=10, label_dropout=0.1)
     assert vq_prior.default_guidance("transformer", guided) == vq_prior.PIPELINE_GUIDANCE == 2.0
     assert vq_prior.default_guidance("pixelcnn", guided) == 2.0

@@ -80,11 +80,11 @@ def guidance_arg(text: str) -> float | tuple[float, float]:
     drawn to B at the last (``aegen.priors.base``); ``A:A`` is A."""
     if ":" not in text:
         return nonneg_float(text)
-    start, sep, end = text.partition(":")
-    ends = (nonneg_float(start), nonneg_float(end)) if sep and ":" not in end else None
-    if ends is None:
+    start, _, end = text.partition(":")
+    if ":" in end:
         raise argparse.ArgumentTypeError(f"expected W or A:B, got {text!r}")
-    return ends[0] if ends[0] == ends[1] else ends
+    a, b = nonneg_float(start), nonneg_float(end)
+    return a if a == b else (a, b)
 
 
 def fraction(text: str) -> float:
