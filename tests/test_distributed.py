@@ -14,6 +14,7 @@ from conftest import assert_user_error, run_cli_subprocess
 from safetensors.torch import load_file
 
 from aegen.checkpoint import read_train_state
+from aegen.files import pid_alive
 
 ARGS = ["--data", "synthetic", "--limit", "1200", "--batch-size", "100", "--seed", "3", "--quiet",
         "--set", "model.hidden=64", "--set", "model.code_dim=8"]  # fmt: skip
@@ -75,6 +76,12 @@ def test_killed_two_process_run_resumes_exactly(runs, tmp_path):
         time.sleep(0.05)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
+    # torchrun's workers live in sessions of their own and die after their agent does
+    # (PR_SET_PDEATHSIG), a moment after the launcher: until then rank 0 may still write
+    owner = int((cut / ".lock").read_text())
+    while pid_alive(owner) and time.time() < deadline:
+        time.sleep(0.02)
+    assert not pid_alive(owner), "rank 0 outlived its launcher and agent"
     assert read_train_state(cut)["step"] < 30  # it really was interrupted
 
     resumed = run_cli_subprocess(

@@ -22,7 +22,7 @@ from aegen.checkpoint import MODEL, TRAIN_STATE
 from aegen.config import TrainConfig, apply_overrides, from_dict
 from aegen.data.idx import parse_idx
 from aegen.errors import ConfigError, DataError
-from aegen.files import RunLock, atomic_write_bytes
+from aegen.files import RunLock, atomic_write_bytes, pid_alive
 from aegen.models.ae import AEMLPConfig
 from aegen.runs import make_run_config
 
@@ -138,6 +138,24 @@ def test_lock_api(tmp_path):
     (tmp_path / ".lock").write_text(dead.stdout.strip())
     with RunLock(tmp_path) as lock:
         assert lock.held
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are seen through /proc")
+def test_a_zombie_does_not_hold_a_lock(tmp_path):
+    """A killed DDP worker whose agent died too stays a zombie where nothing reaps it."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    stat = Path(f"/proc/{child.pid}/stat")
+    deadline = time.time() + 30
+    while ") Z " not in stat.read_text() and time.time() < deadline:
+        time.sleep(0.01)  # exited, and not reaped until child.wait()
+    try:
+        assert pid_alive(os.getpid())
+        (tmp_path / ".lock").write_text(str(child.pid))
+        assert not pid_alive(child.pid)
+        with RunLock(tmp_path) as lock:
+            assert lock.held
+    finally:
+        child.wait()
 
 
 def test_a_failed_write_leaves_the_previous_file(tmp_path):

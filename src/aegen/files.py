@@ -195,14 +195,23 @@ def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
         os.replace(tmp, out)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` is running: a zombie (dead, not yet reaped) is not.
+
+    A killed worker whose parent died too waits as a zombie until something reaps
+    it, which in a container may be never.
+    """
     if pid <= 0:
         return False
     try:
         os.kill(pid, 0)
     except OSError as e:
         return e.errno == errno.EPERM
-    return True
+    try:  # Linux: the state follows the ")" that ends the command name
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone since, or no /proc here (then signal 0 is all there is)
+        return not Path("/proc/self/stat").exists()
+    return stat[stat.rfind(")") + 2 :][:1] != "Z"
 
 
 class RunLock:
@@ -229,7 +238,7 @@ class RunLock:
                     raise UserError(
                         f"{self.path.parent} is already in use by this process"
                     ) from None
-                if _pid_alive(owner):
+                if pid_alive(owner):
                     raise UserError(
                         f"{self.path.parent} is in use by running process {owner}; "
                         "wait for it or choose another --out"
