@@ -136,3 +136,25 @@ def test_batch_not_divisible_by_processes(tmp_path):
     )
     assert_user_error(r, "divisible")
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("worker", [True, False])
+def test_a_torchrun_worker_leaves_without_finalizing(tmp_path, worker):
+    """A worker's gloo threads may still drop the last barrier's tensors while the
+    interpreter finalizes, which aborts it; so a worker skips finalization (its atexit
+    hooks do not run), with its output flushed and its exit status kept."""
+    marker = tmp_path / "finalized"
+    script = (
+        "import atexit, pathlib, sys\n"
+        "from aegen.distributed import exit_process\n"
+        f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
+        "print('written before leaving', end='')\n"
+        "exit_process(3)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCHELASTIC_RUN_ID", "WORLD_SIZE")}
+    if worker:
+        env.update(TORCHELASTIC_RUN_ID="test", WORLD_SIZE="2")
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert r.returncode == 3, r.stderr
+    assert r.stdout == "written before leaving"  # flushed although nothing finalizes
+    assert marker.exists() is not worker
