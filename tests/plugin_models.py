@@ -1,6 +1,9 @@
 """Models that misbehave on purpose, registered through AEGEN_PLUGINS by tests that run the CLI."""
 
+import atexit
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch.distributed as dist
 
@@ -51,3 +54,8 @@ class NaNAtStep(AEMLP):
             if self.calls >= self.config.nan_at_call:
                 loss = loss * float("nan")
         return loss, logs
+
+
+if _marker := os.environ.get("AEGEN_TEST_FINALIZED"):  # test_distributed: which processes
+    _who = os.environ.get("RANK", "launcher")  # ran the interpreter's finalization
+    atexit.register(lambda: Path(f"{_marker}.{_who}").write_text("finalized"))

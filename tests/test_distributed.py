@@ -38,8 +38,10 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     one = run_cli_subprocess("train", "ae-mlp", "--out", tmp / "one", *EPOCHS, *ARGS)
     two = run_cli_subprocess(
-        "train", "ae-mlp", "--out", tmp / "two", *EPOCHS, "--nproc", "2", *ARGS
-    )
+        "train", "ae-mlp", "--out", tmp / "two", *EPOCHS, "--nproc", "2", *ARGS,
+        env={"AEGEN_PLUGINS": "plugin_models", "AEGEN_TEST_FINALIZED": str(tmp / "finalized"),
+             "PYTHONPATH": f"{Path(__file__).parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+    )  # fmt: skip
     assert one.code == 0 and two.code == 0, two.err
     return tmp / "one", tmp / "two"
 
@@ -53,6 +55,13 @@ def test_two_processes_match_one(runs):
     rows = (two / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 4
     assert read_train_state(two)["world"] == 2
+
+
+def test_the_workers_leave_without_finalizing(runs):
+    """Each process's atexit hook marks it (tests/plugin_models.py): the launcher finalizes,
+    the two workers end in cli.entry without finalizing (distributed.end_worker)."""
+    marks = sorted(p.name for p in runs[1].parent.glob("finalized.*"))
+    assert marks == ["finalized.launcher"]
 
 
 def test_killed_two_process_run_resumes_exactly(runs, tmp_path):
@@ -146,10 +155,11 @@ def test_a_torchrun_worker_leaves_without_finalizing(tmp_path, worker):
     marker = tmp_path / "finalized"
     script = (
         "import atexit, pathlib, sys\n"
-        "from aegen.distributed import exit_process\n"
+        "from aegen.distributed import end_worker\n"
         f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
         "print('written before leaving', end='')\n"
-        "exit_process(3)\n"
+        "end_worker(3)\n"
+        "sys.exit(3)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("TORCHELASTIC_RUN_ID", "WORLD_SIZE")}
     if worker:

@@ -170,7 +170,11 @@ def entry() -> int:
     threads.record_malloc(keep_freed_memory())
     threads.record_flush(flush_denormals() if flush else False)
     threads.apply(choice)
-    return main(argv)
+    code = main(argv)
+    from .distributed import end_worker  # loaded by the commands already, after the threads
+
+    end_worker(code)  # a torchrun worker ends here, without finalizing the interpreter
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -33,7 +32,7 @@ __all__ = [
     "Context",
     "barrier",
     "context",
-    "exit_process",
+    "end_worker",
     "launch",
     "report_error",
     "setup",
@@ -123,8 +122,8 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def exit_process(code: int) -> NoReturn:
-    """End the process with ``code``; a torchrun worker skips the interpreter's finalization.
+def end_worker(code: int) -> None:
+    """End a torchrun worker with ``code`` without finalizing the interpreter; elsewhere return.
 
     DDP keeps the process group alive after :func:`teardown` (torch 2.13: its gloo threads
     outlive ``destroy_process_group``), and one of them may still be dropping the last
@@ -138,7 +137,6 @@ def exit_process(code: int) -> NoReturn:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-    sys.exit(code)
 
 
 def report_error(message: str) -> None:
