@@ -17,8 +17,9 @@ from aegen.checkpoint import MODEL, load, load_config, save_model, weights_hash
 from aegen.data.loader import to_float
 from aegen.eval.evaluate import EvalOptions, ReconstructionSampler, draw_samples, evaluate_run
 from aegen.eval.metrics import frechet_distance
-from aegen.pipelines import vq_prior
-from aegen.pipelines.vq_prior import fid_against_steps, load_codes, run_pipeline, sample_images
+from aegen.pipelines import vq_prior, vq_scores
+from aegen.pipelines.vq_prior import load_codes, run_pipeline, sample_images
+from aegen.pipelines.vq_scores import fid_against_steps
 from aegen.priors.base import PriorConfig
 from aegen.priors.sampling import balanced_sampler
 from aegen.runs import data_from_config, run_config_from_json
@@ -448,7 +449,7 @@ def scored(done, tmp_path_factory, tiny_features):
     the scores computed. Every labelled draw of the class accuracy is recorded."""
     out = tmp_path_factory.mktemp("scored") / "run"
     shutil.copytree(done[0], out)
-    draws, original = [], vq_prior.sample_with
+    draws, original = [], vq_scores.sample_with
 
     def recording(prior, vqvae, n, generator=None, return_codes=False, **kw):
         images = original(prior, vqvae, n, generator, return_codes, **kw)
@@ -458,7 +459,7 @@ def scored(done, tmp_path_factory, tiny_features):
 
     err = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
-        mp.setattr(vq_prior, "sample_with", recording)
+        mp.setattr(vq_scores, "sample_with", recording)
         summary = run_pipeline(
             out,
             overrides=TINY,
@@ -530,7 +531,7 @@ def test_rerun_with_matching_scores_skips_scoring(
     shutil.copytree(scored[0], out)
     metrics = [out / "prior" / "metrics.json", out / "vqvae" / "metrics.json"]
     before = [p.read_bytes() for p in metrics]
-    real = {"evaluate_run": vq_prior.evaluate_run, "class_accuracy": vq_prior.class_accuracy}
+    real = {"evaluate_run": vq_scores.evaluate_run, "class_accuracy": vq_scores.class_accuracy}
     calls = []
 
     def spy(name, allowed):
@@ -542,7 +543,7 @@ def test_rerun_with_matching_scores_skips_scoring(
         return call
 
     for name in real:
-        monkeypatch.setattr(vq_prior, name, spy(name, allowed=False))
+        monkeypatch.setattr(vq_scores, name, spy(name, allowed=False))
     args = [*_cli_args(out), "--features", tiny_features.directory, "--eval-n", str(EVAL_N)]
     r = cli(*args)
     assert r.code == 0, r.err
@@ -555,7 +556,7 @@ def test_rerun_with_matching_scores_skips_scoring(
     assert f"class accuracy: {100 * s['class_accuracy']['mean']:.1f}% of the samples" in r.out
     # another number of images makes other scores: all three are measured again
     for name in real:
-        monkeypatch.setattr(vq_prior, name, spy(name, allowed=True))
+        monkeypatch.setattr(vq_scores, name, spy(name, allowed=True))
     r = cli(*args[:-1], "20")
     assert r.code == 0, r.err
     assert sorted(calls) == ["class_accuracy", "evaluate_run", "evaluate_run"]
@@ -642,11 +643,11 @@ def test_report_shows_the_ceiling_beside_the_samples(scored, tmp_path, cli):
 
 def test_the_temperature_is_the_lowest_fid_or_the_highest_tied_with_it():
     fids = {0.8: 50.0, 0.9: 40.0, 1.0: 41.9, 1.1: 42.1, 1.2: 39.0 * 1.5}
-    assert vq_prior.pick_temperature(fids, tie=0.05) == 1.0  # 41.9 <= 42 < 42.1
-    assert vq_prior.pick_temperature(fids, tie=0.0) == 0.9  # no ties: the lowest FID
-    assert vq_prior.pick_temperature(fids, tie=0.06) == 1.1
-    assert vq_prior.pick_temperature({1.0: 30.0, 0.8: 30.0}) == 1.0  # order does not matter
-    assert vq_prior.pick_temperature(fids) == vq_prior.pick_temperature(fids, vq_prior.FID_TIE)
+    assert vq_scores.pick_temperature(fids, tie=0.05) == 1.0  # 41.9 <= 42 < 42.1
+    assert vq_scores.pick_temperature(fids, tie=0.0) == 0.9  # no ties: the lowest FID
+    assert vq_scores.pick_temperature(fids, tie=0.06) == 1.1
+    assert vq_scores.pick_temperature({1.0: 30.0, 0.8: 30.0}) == 1.0  # order does not matter
+    assert vq_scores.pick_temperature(fids) == vq_scores.pick_temperature(fids, vq_scores.FID_TIE)
 
 
 def test_auto_temperature_is_chosen_by_fid_on_validation_images(scored, tmp_path, tiny_features):
@@ -655,33 +656,33 @@ def test_auto_temperature_is_chosen_by_fid_on_validation_images(scored, tmp_path
     out = tmp_path / "run"
     shutil.copytree(scored[0], out)
     args = {**ARGS, "temperature": None}
-    drawn, original = [], vq_prior.sample_with
+    drawn, original = [], vq_scores.sample_with
 
     def counting(prior, vqvae, n, *a, **kw):
         drawn.append(n)
         return original(prior, vqvae, n, *a, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(vq_prior, "sample_with", counting)
+        mp.setattr(vq_scores, "sample_with", counting)
         summary = run_pipeline(
             out, overrides=TINY, progress=False, features_dir=tiny_features.directory,
             eval_n=EVAL_N, **args,
         )  # fmt: skip
     # the scores and the class accuracy take the chosen temperature's images: no draw more
-    assert sum(drawn) == len(vq_prior.TEMPERATURES) * EVAL_N
+    assert sum(drawn) == len(vq_scores.TEMPERATURES) * EVAL_N
     choice = summary["temperature_choice"]
     fids = {float(t): f for t, f in choice["fid_on_val"].items()}
-    assert sorted(fids) == list(vq_prior.TEMPERATURES)
-    assert summary["temperature"] == choice["temperature"] == vq_prior.pick_temperature(fids)
+    assert sorted(fids) == list(vq_scores.TEMPERATURES)
+    assert summary["temperature"] == choice["temperature"] == vq_scores.pick_temperature(fids)
     assert choice["split"] == "val" and choice["n"] == EVAL_N
     # one candidate recomputed: the same seeded draws against validation, not test, images
     data = _pipeline_data(out)
-    prior, vq = vq_prior.load_prior(out / "prior"), load(out / "vqvae", family="vqvae").eval()
+    prior, vq = vq_scores.load_prior(out / "prior"), load(out / "vqvae", family="vqvae").eval()
     g = torch.Generator().manual_seed(0)
     idx = torch.randperm(len(data.val), generator=g)[:EVAL_N]
 
     def draw(k, gen, y):
-        return vq_prior.sample_with(prior, vq, k, generator=gen, label=y, temperature=0.9)
+        return vq_scores.sample_with(prior, vq, k, generator=gen, label=y, temperature=0.9)
 
     sampler = balanced_sampler(draw, prior.config.num_classes)
     fake = tiny_features.embed(draw_samples(sampler, EVAL_N, 0))
@@ -692,8 +693,8 @@ def test_auto_temperature_is_chosen_by_fid_on_validation_images(scored, tmp_path
     assert m["samples"]["temperature"] == choice["temperature"]
     assert m["temperature_choice"]["temperature"] == choice["temperature"]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(vq_prior, "load_prior", lambda *a, **k: pytest.fail("chosen again"))
-        again = vq_prior.choose_temperature(
+        mp.setattr(vq_scores, "load_prior", lambda *a, **k: pytest.fail("chosen again"))
+        again = vq_scores.choose_temperature(
             out / "prior", out / "vqvae", data, tiny_features, n=EVAL_N
         )
     assert again == m["temperature_choice"]
@@ -720,7 +721,7 @@ def test_guidance_applies_to_the_temperature_choice_samples_and_scores(
         shutil.rmtree(out / stage)
     guided = [*TINY, "prior.model.label_dropout=0.3"]  # not the pipeline's 0.1
     seen = []
-    original = vq_prior.sample_with
+    original = vq_scores.sample_with
 
     def recording(prior, vqvae, n, generator=None, return_codes=False, **kw):
         seen.append(kw.get("guidance", 1.0))
@@ -728,7 +729,7 @@ def test_guidance_applies_to_the_temperature_choice_samples_and_scores(
 
     def pipeline(w):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(vq_prior, "sample_with", recording)
+            mp.setattr(vq_scores, "sample_with", recording)
             return run_pipeline(
                 out, overrides=guided, progress=False, features_dir=tiny_features.directory,
                 eval_n=EVAL_N, **{**ARGS, "temperature": None, "guidance": w},
@@ -736,7 +737,7 @@ def test_guidance_applies_to_the_temperature_choice_samples_and_scores(
 
     summary = pipeline(2.0)
     # one call for each temperature; the scores and the class accuracy reuse the chosen one's
-    assert len(seen) == len(vq_prior.TEMPERATURES) and set(seen) == {2.0}
+    assert len(seen) == len(vq_scores.TEMPERATURES) and set(seen) == {2.0}
     m = json.loads((out / "prior" / "metrics.json").read_text())
     assert m["temperature_choice"]["scored_from"]["guidance"] == 2.0
     assert m["samples"]["guidance"] == m["samples"]["scored_from"]["guidance"] == 2.0

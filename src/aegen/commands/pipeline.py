@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..eval.evaluate import MIN_SAMPLES, EvalOptions
-from ..pipelines.vq_prior import prior_score_line, run_pipeline, score_lines
+from ..pipelines.vq_prior import prior_score_line, run_pipeline
+from ..pipelines.vq_scores import score_lines
 from ..registry import available
 from ._common import add_data_args
 from .argtypes import guidance_arg, nonneg_int, positive_int, temperature_arg
