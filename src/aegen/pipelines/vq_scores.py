@@ -64,36 +64,8 @@ __all__ = [
 
 def guidance_key(guidance: Guidance) -> dict[str, float | list[float]]:
     """``{"guidance": W}`` (or [A, B]) when W is not 1, so what was scored before W existed
-    still matches."""
+    still matches (a part of every record of what stage 4 drew with)."""
     return {} if guidance == 1.0 else {"guidance": guidance_record(guidance)}
-
-
-def fid_against_steps(
-    prior_dir: str | os.PathLike,
-    vqvae_dir: str | os.PathLike,
-    data: Dataset,
-    features: DomainFeatures,
-    steps: tuple[int, ...] = (4, 8, 16),
-    options: EvalOptions | None = None,
-) -> dict[str, Any]:
-    """Sample scores of a MaskGIT prior's images at each number of sampling steps: the
-    ``samples_by_steps`` section of :func:`aegen.eval.steps.scores_by_steps` (FID, KID,
-    precision, recall and sampling speed per step count, as ``aegen eval --steps``
-    gives a diffusion model), the prior in ``prior_dir`` decoded by the VQ-VAE in
-    ``vqvae_dir``."""
-    prior_matches_vqvae(prior_dir, vqvae_dir)
-    prior, vqvae = load_prior(prior_dir), load(vqvae_dir, family="vqvae")
-    if not isinstance(prior, MaskGITPrior):
-        raise UserError(f"{prior_dir}: not a maskgit prior; only a masked prior has sampling steps")
-    return scores_by_steps(
-        prior_dir,
-        prior,
-        data,
-        features,
-        steps,
-        options,
-        sample_at=lambda n, g, s: sample_with(prior, vqvae, n, generator=g, steps=s),
-    )
 
 
 # ================================================================ stage 4: one draw, kept
@@ -479,3 +451,34 @@ def score_lines(scores: dict[str, dict[str, Any]]) -> list[str]:
             f"{100 * c['test_accuracy']:.1f}% of the test images right)"
         )
     return lines
+
+
+# ================================================ the parallel prior: FID against sampling steps
+
+
+def fid_against_steps(
+    prior_dir: str | os.PathLike,
+    vqvae_dir: str | os.PathLike,
+    data: Dataset,
+    features: DomainFeatures,
+    steps: tuple[int, ...] = (4, 8, 16),
+    options: EvalOptions | None = None,
+) -> dict[str, Any]:
+    """Sample scores of a MaskGIT prior's images at each number of sampling steps: the
+    ``samples_by_steps`` section of :func:`aegen.eval.steps.scores_by_steps` (FID, KID,
+    precision, recall and sampling speed per step count, as ``aegen eval --steps``
+    gives a diffusion model), the prior in ``prior_dir`` decoded by the VQ-VAE in
+    ``vqvae_dir``."""
+    prior_matches_vqvae(prior_dir, vqvae_dir)
+    prior, vqvae = load_prior(prior_dir), load(vqvae_dir, family="vqvae")
+    if not isinstance(prior, MaskGITPrior):
+        raise UserError(f"{prior_dir}: not a maskgit prior; only a masked prior has sampling steps")
+    return scores_by_steps(
+        prior_dir,
+        prior,
+        data,
+        features,
+        steps,
+        options,
+        sample_at=lambda n, g, s: sample_with(prior, vqvae, n, generator=g, steps=s),
+    )
