@@ -95,6 +95,12 @@ def ws(tmp_path_factory):
         "broken_json": lambda d: (d / "config.json").write_text("{not json"),
         "bad_shapes": lambda d: _edit_config(d, model_config={"hidden": [16], "code_dim": 32}),
         "evil_state": lambda d: (d / "train_state.pt").write_bytes(_evil_state()),
+        "metrics_list": lambda d: (d / "metrics.json").write_text("[1, 2]"),
+        "metrics_dir": lambda d: ((d / "metrics.json").unlink(), (d / "metrics.json").mkdir()),
+        "model_config_list": lambda d: _edit_config(d, model_config=[1]),
+        "data_string": lambda d: _edit_config(d, data="synthetic"),
+        "data_limit_string": lambda d: _edit_config(d, data={"limit": "many"}),
+        "no_data": lambda d: _edit_config(d, data=None),
     }.items():
         shutil.copytree(run, w / name)
         mutate(w / name)
@@ -104,7 +110,10 @@ def ws(tmp_path_factory):
 def _edit_config(d: Path, **changes):
     cfg = json.loads((d / "config.json").read_text())
     for k, v in changes.items():
-        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) else v
+        if v is None:
+            del cfg[k]
+        else:
+            cfg[k] = {**cfg[k], **v} if isinstance(v, dict) else v
     (d / "config.json").write_text(json.dumps(cfg))
 
 
@@ -171,6 +180,31 @@ CASES = [
     ("train gan --data synthetic --out {ws}/o --set model.objective=wgan", ["choose one of"]),
     ("train gan --data synthetic --out {ws}/o --set model.d_lr_scale=0", ["model.d_lr_scale"]),
     ("sample {ws}/run --out {ws}/r.png", ["does not sample", "gan"]),
+    # a metrics.json that cannot be merged into: refused before training, not after
+    ("train ae-mlp --out {ws}/metrics_list --resume --epochs 2", ["expected a JSON object"]),
+    ("train ae-mlp --out {ws}/metrics_dir --resume --epochs 2", ["not a file"]),
+    ("eval {ws}/metrics_list --n 10", ["metrics.json", "expected a JSON object"]),
+    # config.json sections of the wrong shape, or missing
+    ("info {ws}/model_config_list", ["model", "expected a JSON object"]),
+    ("reconstruct {ws}/data_string --out {ws}/r.png", ["data", "expected a JSON object"]),
+    ("eval {ws}/data_limit_string --n 10", ["data.limit", "integer"]),
+    ("train ae-mlp --out {ws}/no_data --resume --epochs 2", ["'data' section is missing"]),
+    # integers torch cannot hold
+    ("train ae-mlp --data synthetic --out {ws}/o --seed 99999999999999999999999", ["too large"]),
+    (
+        "train ae-mlp --data synthetic --out {ws}/o --set train.seed=99999999999999999999",
+        ["train.seed", "too large"],
+    ),
+    (
+        "generate {ws}/prior --vqvae {ws}/vq --out {ws}/r.png --label 99999999999999999999",
+        ["too large"],
+    ),
+    ("tour --out {ws}/o --seed -1", [">= 0"]),
+    # what a command cannot do with this run, or cannot write
+    ("reconstruct {ws}/prior --out {ws}/r.png", ["does not reconstruct"]),
+    ("reconstruct {ws}/run --out {ws}/r.png --noise dropout --noise-level 1.5", ["below 1"]),
+    ("reconstruct {ws}/run --out /proc/aegen-nowhere.png", ["cannot write"]),
+    ("demo --out {ws}/a_file --data synthetic --limit 300 --epochs 1", ["not a directory"]),
 ]
 
 
@@ -198,3 +232,8 @@ def test_resume_refuses_options_it_would_ignore(cli, ws):
         assert_user_error(
             cli("train", "ae-mlp", "--out", ws / "run", "--resume", *extra), "own config.json"
         )
+
+
+def test_a_relative_plugin_module_is_one_clean_error(ws):
+    result = run_cli_subprocess("info", ws / "run", env={"AEGEN_PLUGINS": ".relative"})
+    assert_user_error(result, "AEGEN_PLUGINS", "relative")

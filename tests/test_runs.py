@@ -9,8 +9,10 @@ import pytest
 import torch
 
 import aegen
+import aegen.train
 from aegen.checkpoint import read_train_state, write_checkpoint, write_config
 from aegen.config import RunConfig
+from aegen.data.loader import Batch
 from aegen.runs import make_run_config, stage_state, train_run
 
 # A tiny VQ-VAE in today's names and in the names its config.json had before the renames
@@ -92,3 +94,52 @@ def test_a_run_written_with_the_old_names_resumes_to_the_uncut_runs_weights(tmp_
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _tiny_ae_run(*overrides: str):
+    tiny = ["model.hidden=16", "model.code_dim=4", *overrides]
+    return make_run_config("ae-mlp", "synthetic", tiny, epochs=1, batch_size=100, limit=300)
+
+
+@pytest.mark.parametrize("made", [True, False], ids=["new directory", "empty directory given"])
+def test_a_fresh_run_that_fails_before_its_first_checkpoint_leaves_nothing(
+    tmp_path, monkeypatch, made
+):
+    """Else the next try is refused ("already holds a run") and --resume has nothing to resume."""
+    out = tmp_path / "run"
+    if not made:
+        out.mkdir()
+
+    def fails(self, data, resume=False):
+        assert (out / "config.json").is_file()  # the run was under way
+        raise RuntimeError("failed in the first epoch")
+
+    monkeypatch.setattr(aegen.train.Trainer, "fit", fails)
+    with pytest.raises(RuntimeError, match="first epoch"):
+        train_run(_tiny_ae_run(), out, progress=False)
+    assert not out.exists() if made else list(out.iterdir()) == []
+    monkeypatch.undo()
+    train_run(_tiny_ae_run(), out, progress=False)  # the same run again, not refused
+    assert (out / "model.safetensors").is_file()
+
+
+def test_a_compiled_loss_without_a_gradient_is_one_clear_error(tmp_path, monkeypatch):
+    """train.compile=true on a loss torch.compile hands back without a gradient: a UserError
+    naming the switch, not a RuntimeError from backward()."""
+    from aegen.errors import UserError
+    from aegen.models.ae import AEMLP
+
+    real = AEMLP.loss
+    monkeypatch.setattr(AEMLP, "loss", lambda self, b: (real(self, b)[0].detach(), {}))
+    with pytest.raises(UserError, match="train.compile"):
+        train_run(_tiny_ae_run("train.compile=true"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_mlp_autoencoders_compiled_loss_has_a_gradient():
+    """torch 2.13 compiled recon + 0 returned beside recon.detach() without a gradient:
+    the AE's loss without a sparsity penalty returns recon itself."""
+    torch.manual_seed(0)
+    model = aegen.build_model("ae-mlp", hidden=(16,), code_dim=4)
+    loss, logs = torch.compile(model.loss)(Batch(torch.rand(8, 1, 28, 28), None))
+    assert loss.requires_grad and torch.equal(loss.detach(), logs["recon"])

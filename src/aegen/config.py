@@ -20,6 +20,7 @@ through the same checks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -31,7 +32,13 @@ from typing import Any, Literal, NamedTuple
 
 from .errors import ConfigError
 
+# The largest integer a config value or a command-line number may be: torch takes seeds
+# and sizes as signed 64-bit integers, and a larger one ends in an overflow deep inside it.
+# Below 2**63 with room for the arithmetic done on it (a seed plus a rank or an epoch).
+LARGEST_INT = 2**62
+
 __all__ = [
+    "LARGEST_INT",
     "DataConfig",
     "RunConfig",
     "TrainConfig",
@@ -214,16 +221,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        out = None
         if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            out = value
+        elif isinstance(value, float) and value.is_integer():
+            out = int(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                out = int(value)
+        if out is None:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if abs(out) > LARGEST_INT:
+            raise ConfigError(f"{key}: {value!r} is too large (at most {LARGEST_INT} either way)")
+        return out
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
@@ -247,6 +257,8 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def from_dict(cls: type, values: dict[str, Any] | None, where: str = "") -> Any:
     """Build dataclass ``cls`` from ``values``; unknown keys and bad values raise ConfigError."""
+    if values is not None and not isinstance(values, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a JSON object, got {values!r:.60}")
     values = upgrade_names(cls, dict(values or {}), where)
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]

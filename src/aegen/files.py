@@ -63,7 +63,15 @@ def ensure_writable_file(path: str | os.PathLike) -> Path:
     p = Path(path)
     if p.is_dir():
         raise UserError(f"{p} is a directory; give a file name")
-    ensure_dir(p.parent if str(p.parent) else Path("."))
+    folder = ensure_dir(p.parent if str(p.parent) else Path("."))
+    # a file made and removed now: some places refuse new files whatever their modes say
+    # (/proc, a read-only mount seen by root), and the work before the write would be lost
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{p.name}.", suffix=".probe")
+    except OSError as e:
+        raise UserError(f"cannot write {p}: {e.strerror or e}") from None
+    os.close(fd)
+    os.unlink(probe)
     return p
 
 

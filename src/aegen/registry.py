@@ -74,6 +74,8 @@ def _plugins() -> tuple[str, ...]:
 
 def _load_all() -> None:
     for module in (*_MODULES, *_plugins()):
+        if module.startswith("."):
+            raise ConfigError(f"AEGEN_PLUGINS: {module!r} is relative; name the module in full")
         try:
             importlib.import_module(module)
         except ImportError as e:

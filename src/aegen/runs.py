@@ -27,7 +27,7 @@ from .distributed import barrier
 from .distributed import context as dist_context
 from .errors import CheckpointError, ConfigError, UserError
 from .eval.evaluate import EvalOptions, evaluate_run
-from .eval.metrics import reconstruction_metrics, update_metrics_json
+from .eval.metrics import read_metrics_json, reconstruction_metrics, update_metrics_json
 from .eval.vae import write_vae_report
 from .files import RunLock, ensure_dir
 from .models.abilities import Reconstructs, Samples, ScoresLikelihood
@@ -86,14 +86,18 @@ def make_run_config(
 def run_config_from_json(cfg: dict[str, Any], where: str = "config.json") -> RunConfig:
     """Parse a run directory's config dict back into a RunConfig (validated).
 
-    A model run always has a data section (the default data set if it is missing);
-    a prior's has none: it trains on the codes its config.json names.
+    A model run has a data section; a prior's has none: it trains on the codes its
+    config.json names. A section that is missing is refused, not taken from the
+    defaults: resuming on other data or another schedule would not be the same run.
     """
     try:
         e = entry(str(cfg["model"]))
         if e.kind not in ("model", "prior"):
             raise CheckpointError(f"{where}: a {e.kind} run is not trained by train_run")
         has_data = e.kind == "model" or "data" in cfg
+        for section in ("model_config", "train", *(("data",) if has_data else ())):
+            if section not in cfg:
+                raise CheckpointError(f"the run's {section!r} section is missing")
         return RunConfig(
             model=e.name,
             model_config=from_dict(e.config_cls, cfg.get("model_config", {}), "model"),
@@ -194,6 +198,7 @@ def train_run(
             step = int(read_train_state(out).get("step", 0)) if (out / TRAIN_STATE).is_file() else 0
             run, extended = extend_run_config(stored, run, epochs, step, str(out))
         keep_arithmetic(stored.get("environment"))
+        read_metrics_json(out)  # one that cannot be merged into is refused now, not after training
     else:
         if run is None:
             raise ValueError("train_run needs a run config unless resuming")
@@ -210,6 +215,7 @@ def train_run(
         check_phased(model)
     barrier()  # every rank has checked the directory before rank 0 writes into it
     lock = RunLock(out)
+    made = not out.exists()  # removed again if it fails before its first checkpoint
     if ctx.is_main:
         ensure_dir(out)
         lock.acquire()
@@ -232,9 +238,22 @@ def train_run(
             result = trainer.fit(data, resume=resume)
         if finish is not None and ctx.is_main:
             finish(model)
+    except Exception:
+        if not resume and ctx.is_main and not (out / TRAIN_STATE).exists():
+            _forget_fresh(out, made)  # or the next try is refused: "already holds a run"
+        raise
     finally:
         lock.release()
     return TrainedRun(model.eval(), data, result, out, run)
+
+
+def _forget_fresh(out: Path, made: bool) -> None:
+    """A fresh run that failed before its first checkpoint leaves nothing of value: its
+    directory goes if this run made it, else the config.json that marks it as a run."""
+    if made:
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        (out / CONFIG).unlink(missing_ok=True)
 
 
 def keep_arithmetic(stored: dict[str, Any] | None) -> None:

@@ -555,6 +555,11 @@ class Trainer:
             g["lr"] = lr
         with autocast(cfg.amp, self.device.type):
             loss, logs = plan.loss_fn(Batch(x, plan.train_y[idx]))
+        if cfg.compile and not loss.requires_grad:
+            raise UserError(
+                "train.compile: the compiled loss came back without a gradient (a torch.compile "
+                "fault with this model); train it without train.compile=true"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         if self._all_finite(loss):
             loss.backward()

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load, load_config
+from ..checkpoint import CONFIG, load, load_config
+from ..config import DataConfig, from_dict
 from ..data.datasets import Dataset, load_data
-from ..errors import UserError
+from ..errors import CheckpointError, ConfigError, UserError
 from ..files import ensure_writable_file
 from .argtypes import nonneg_int, positive_int
 
@@ -41,11 +42,14 @@ def add_data_args(p: argparse.ArgumentParser, default: str | None = "fashion-mni
 
 def data_for_run(run_dir: str | Path, args: argparse.Namespace) -> Dataset:
     """The data a command over a run should use: --data if given, else the run's own."""
-    cfg = load_config(run_dir).get("data", {})
-    name = args.data or cfg.get("name", "fashion-mnist")
-    data_dir = args.data_dir if args.data else (args.data_dir or cfg.get("data_dir"))
-    limit = args.limit if args.limit is not None else int(cfg.get("limit", 0) or 0)
-    return load_data(name, data_dir, val_size=int(cfg.get("val_size", 5000)), limit=limit)
+    try:
+        stored = from_dict(DataConfig, load_config(run_dir).get("data", {}), "data")
+    except ConfigError as err:
+        raise CheckpointError(f"{Path(run_dir) / CONFIG}: {err}") from None
+    name = args.data or stored.name
+    data_dir = args.data_dir if args.data else (args.data_dir or stored.data_dir)
+    limit = args.limit if args.limit is not None else (stored.limit or 0)
+    return load_data(name, data_dir, val_size=stored.val_size, limit=limit)
 
 
 def output_file(path: str | Path, suffix: str | None = ".png") -> Path:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..config import LARGEST_INT
+
 __all__ = [
     "ArgParser",
     "fraction",
@@ -39,6 +41,10 @@ def _number(text: str, kind: type) -> float | int:
         ) from None
     if isinstance(value, float) and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    if isinstance(value, int) and abs(value) > LARGEST_INT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is too large (at most {LARGEST_INT} either way)"
+        )
     return value
 
 

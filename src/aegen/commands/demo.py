@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     out = Path(args.out or f"runs/demo-{stamp}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a directory; choose another --out")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} is not empty; choose another --out")
     cfg = make_run_config(

@@ -10,7 +10,7 @@ from ..checkpoint import load, load_config
 from ..errors import UserError
 from ..eval.evaluate import SECTIONS, EvalOptions, evaluate_run
 from ..eval.features import find_features
-from ..eval.metrics import METRICS_JSON, update_metrics_json
+from ..eval.metrics import METRICS_JSON, read_metrics_json, update_metrics_json
 from ..eval.steps import check_steps_model, scores_by_steps
 from ..files import ensure_dir, ensure_writable_file
 from ..viz import save_grid
@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     d = Path(args.run_dir)
     load_config(d)  # a run directory, or one clear line
     ensure_writable_file(d / METRICS_JSON)
+    read_metrics_json(d)  # one the scores cannot be merged into is refused before scoring
     options = EvalOptions(
         n=args.n,
         seed=args.seed,

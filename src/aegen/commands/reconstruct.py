@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..data.loader import to_float
+from ..errors import UserError
 from ..eval.metrics import psnr
+from ..models.abilities import Reconstructs
 from ..models.ae import corrupt
 from ..viz import save_recon_grid
 from ._common import add_data_args, data_for_run, load_model, output_file
@@ -30,7 +32,13 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = output_file(args.out)
+    if args.noise == "dropout" and args.noise_level >= 1:
+        level = args.noise_level
+        raise UserError(f"--noise-level is the share of pixels dropped: below 1, got {level}")
     model = load_model(args.run_dir)
+    if not isinstance(model, Reconstructs):
+        kind = type(model).__name__
+        raise UserError(f"{args.run_dir}: a {kind} does not reconstruct images; give an AE's run")
     data = data_for_run(args.run_dir, args)
     x = to_float(data.test.x[: args.n])
     inp = corrupt(x, args.noise, args.noise_level) if args.noise != "none" else x

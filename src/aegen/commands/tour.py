@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .argtypes import nonneg_int
+
 
 def add_parser(sub) -> None:
     from ..pipelines.tour import BUDGETS, PARTS
@@ -34,7 +36,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--parts", default=None, metavar="P,P", help=f"only these parts, of: {', '.join(PARTS)}"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars (the stage lines stay)")
     p.set_defaults(func=run)
 

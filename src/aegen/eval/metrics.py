@@ -51,14 +51,25 @@ METRICS_JSON = "metrics.json"
 
 
 def read_metrics_json(run_dir: str | Path) -> dict[str, Any]:
-    """A run's ``metrics.json`` (empty when there is none yet)."""
+    """A run's ``metrics.json`` (empty when there is none yet, or it is not JSON: it is
+    written again whole).
+
+    A metrics.json that is valid JSON but not an object, or a directory in its place, is
+    refused (CheckpointError): merging into it would fail after the work was done, or
+    write over what someone put there.
+    """
     p = Path(run_dir) / METRICS_JSON
+    if p.exists() and not p.is_file():
+        raise CheckpointError(f"{p} is not a file; move it away")
     if not p.is_file():
         return {}
     try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
+        metrics = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return {}
+    if not isinstance(metrics, dict):
+        raise CheckpointError(f"{p}: expected a JSON object, got {type(metrics).__name__}")
+    return metrics
 
 
 def update_metrics_json(run_dir: str | Path, updates: dict[str, Any]) -> dict[str, Any]:

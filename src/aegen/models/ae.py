@@ -178,10 +178,13 @@ class AEMLP(Autoencoder):
         logits = self.decode_logits(z)
         out = self.output_act(logits)
         recon = recon_loss(c.recon_loss, logits, out, x)
-        penalty = self.sparsity_penalty(z)
         logs: Logs = {"recon": recon.detach(), "mse": F.mse_loss(out.detach(), x)}
-        if c.sparsity != "none":
-            logs["sparsity"] = penalty.detach()
+        if c.sparsity == "none":
+            # not recon + 0: compiled (train.compile), a sum with a constant zero returned
+            # beside recon.detach() came back without a gradient (torch 2.13)
+            return recon, logs
+        penalty = self.sparsity_penalty(z)
+        logs["sparsity"] = penalty.detach()
         return recon + penalty, logs
 
 
