@@ -817,3 +817,15 @@ def test_the_pipeline_trains_its_own_transformer_recipe_unless_told_otherwise():
         7,
     )
     assert settings("pixelcnn", [], True, None) == (["model.label_dropout=0.1"], None)
+
+
+def test_eval_of_a_prior_scores_on_its_vqvaes_data(done, tmp_path, cli, tiny_features):
+    """A prior's config.json names no data set: aegen eval takes the VQ-VAE's (synthetic
+    here), not the default Fashion-MNIST, which the synthetic feature network refuses."""
+    out = tmp_path / "run"
+    shutil.copytree(done[0], out)
+    r = cli("eval", out / "prior", "--vqvae", out / "vqvae", "--features",
+            tiny_features.directory, "--n", "10", "--only", "samples", "--quiet")  # fmt: skip
+    assert r.code == 0, r.err
+    samples = json.loads((out / "prior" / "metrics.json").read_text())["samples"]
+    assert samples["data"]["name"] == "synthetic" and samples["n_samples"] == 10

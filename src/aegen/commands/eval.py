@@ -101,7 +101,7 @@ def step_counts(text: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     d = Path(args.run_dir)
-    load_config(d)  # a run directory, or one clear line
+    own_data = "data" in load_config(d)  # a run directory, or one clear line
     ensure_writable_file(d / METRICS_JSON)
     read_metrics_json(d)  # one the scores cannot be merged into is refused before scoring
     options = EvalOptions(
@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         vqvae_dir=args.vqvae,
     )
     options.check()
-    data = data_for_run(d, args)
+    # a prior has no data of its own: its images are the VQ-VAE's, scored on that one's data
+    data = data_for_run(d if own_data or not args.vqvae else Path(args.vqvae), args)
     wanted = not args.only or "samples" in args.only
     features = find_features(data.name, args.features or None) if wanted else None
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
