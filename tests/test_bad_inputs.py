@@ -169,6 +169,10 @@ CASES = [
     ("train-prior {ws}/codes_big --prior pixelcnn --out {ws}/o", ["outside the codebook"]),
     ("train-prior {ws}/vq --prior pixelcnn --out {ws}/o", ["not a codes directory"]),
     ("generate {ws}/prior --vqvae {ws}/prior --out {ws}/r.png", ["vqvae"]),
+    (
+        "train-prior {ws}/codes --prior pixelcnn --out {ws}/prior --resume",
+        ["transformer", "pixelcnn"],
+    ),
     ("generate {ws}/vq --vqvae {ws}/vq --out {ws}/r.png", ["not a prior run"]),
     ("eval {ws}/run --n 5", ["at least 10"]),
     ("report {ws}/run --out {ws}/r.txt", [".html"]),
@@ -205,6 +209,9 @@ CASES = [
     ("reconstruct {ws}/run --out {ws}/r.png --noise dropout --noise-level 1.5", ["below 1"]),
     ("reconstruct {ws}/run --out /proc/aegen-nowhere.png", ["cannot write"]),
     ("demo --out {ws}/a_file --data synthetic --limit 300 --epochs 1", ["not a directory"]),
+    # the smallest number a command takes, named as it is
+    ("primer --samples 0 --out {ws}/o", ["at least 1000"]),
+    ("compare-generators --eval-n 0 --minutes 1 --data synthetic --out {ws}/o", ["at least 10,"]),
 ]
 
 

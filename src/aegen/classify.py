@@ -198,7 +198,9 @@ class FeatureSet:
 @torch.no_grad()
 def _features_of(model: nn.Module, x: torch.Tensor, amp: str, batch_size: int = 1000):
     out = []
-    for start in range(0, x.shape[0], batch_size):
+    # at least one batch, so that an empty split (a small --limit leaves no validation
+    # images) still gives (0, F) features
+    for start in range(0, max(x.shape[0], 1), batch_size):
         with autocast(amp):
             out.append(model.features(to_float(x[start : start + batch_size])).float())
     return torch.cat(out)  # (N, F)

@@ -15,6 +15,7 @@ __all__ = [
     "ArgParser",
     "fraction",
     "guidance_arg",
+    "int_at_least",
     "nonneg_float",
     "nonneg_int",
     "positive_float",
@@ -53,6 +54,18 @@ def positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
     return v
+
+
+def int_at_least(minimum: int):
+    """An argument type: an integer of at least ``minimum`` (the message names it)."""
+
+    def parse(text: str) -> int:
+        v = _number(text, int)
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {v}")
+        return v
+
+    return parse
 
 
 def nonneg_int(text: str) -> int:

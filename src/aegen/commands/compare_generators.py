@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
+from ..eval.evaluate import MIN_SAMPLES
 from ..pipelines.generators import FAMILIES, compare_generators
 from ._common import add_data_args
-from .argtypes import nonneg_int, positive_float, positive_int
+from .argtypes import int_at_least, nonneg_int, positive_float
 
 
 def add_parser(sub) -> None:
@@ -26,7 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--families", default=",".join(FAMILIES), metavar="A,B,…",
                    help=f"comma-separated, from {', '.join(FAMILIES)} (default: all)")  # fmt: skip
     p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--eval-n", type=positive_int, default=10_000, metavar="N",
+    p.add_argument("--eval-n", type=int_at_least(MIN_SAMPLES), default=10_000, metavar="N",
                    help="samples scored per family (and test images they meet)")  # fmt: skip
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)

@@ -42,8 +42,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = output_file(args.out)
+    # the runs are checked before output_file makes --out's folder: a refusal leaves none
     prior_matches_vqvae(args.prior_dir, args.vqvae)
+    out = output_file(args.out)
     generate(
         args.prior_dir,
         args.vqvae,

@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ..files import ensure_dir
-from .argtypes import nonneg_int, positive_int
+from .argtypes import int_at_least, nonneg_int
 
 
 def _samples(text: str) -> int:
     from ..pipelines.primer import MIN_SAMPLES
 
-    n = positive_int(text)
-    if n < MIN_SAMPLES:
-        raise argparse.ArgumentTypeError(f"must be at least {MIN_SAMPLES}, got {n}")
-    return n
+    return int_at_least(MIN_SAMPLES)(text)
 
 
 def add_parser(sub) -> None:

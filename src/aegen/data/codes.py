@@ -11,8 +11,9 @@ A codes directory holds::
 ``encode_indices``, ``grid``, ``num_codes`` and ``codebook``), under a temporary
 name renamed into place, so it is either complete or absent; :func:`load_codes`
 reads it back as a :class:`~aegen.data.datasets.Dataset` of int64 grids, refusing
-codes ≥ K and grids of the wrong shape. Making one from a run directory is
-stage 2 of :mod:`aegen.pipelines.vq_prior`.
+a meta.json of the wrong shape, codes ≥ K, grids of the wrong shape and labels
+outside the classes. Making one from a run directory is stage 2 of
+:mod:`aegen.pipelines.vq_prior`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ __all__ = [
 CODES_FORMAT = "aegen-codes/1"
 META = "meta.json"
 SPLITS = ("train", "val", "test")
+MAX_CODES = 2**16  # codes are stored as uint16: at most 65 536 of them, 0..65535
 
 
 def check_indices(
@@ -91,6 +93,8 @@ def encode_split(model: torch.nn.Module, split: Split, batch_size: int = 1000) -
         model.encode_indices(to_float(split.x[s : s + batch_size])).to(torch.int32)
         for s in range(0, len(split), batch_size)
     ]
+    if not parts:  # an empty split (a small --limit leaves no validation images): (0, H, W)
+        return np.zeros((0, *model.grid), np.uint16)
     return torch.cat(parts).numpy().astype(np.uint16)
 
 
@@ -177,41 +181,86 @@ def read_meta(d: Path) -> dict[str, Any]:
     for key in ("K", "H", "W", "vqvae_weights_sha256"):
         if key not in meta:
             raise DataError(f"{p}: no {key}")
+    _check_int(meta, "K", p, 2, MAX_CODES)
+    _check_int(meta, "H", p, 1)
+    _check_int(meta, "W", p, 1)
+    if not isinstance(meta["vqvae_weights_sha256"], str):
+        raise DataError(f"{p}: vqvae_weights_sha256 must be a string")
+    classes = meta.get("classes")
+    if classes is not None and (
+        not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes)
+    ):
+        raise DataError(f"{p}: classes must be a non-empty list of class names")
+    files = meta.get("files")
+    if files is not None and (
+        not isinstance(files, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
+    ):
+        raise DataError(f"{p}: files must map file names to their SHA-256")
     return meta
+
+
+def _check_int(meta: dict[str, Any], key: str, p: Path, lo: int, hi: int | None = None) -> None:
+    """Refuse ``meta[key]`` unless it is a JSON integer in lo..hi (no upper bound: None)."""
+    v = meta[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+        want = f"in {lo}..{hi}" if hi is not None else f"≥ {lo}"
+        raise DataError(f"{p}: {key} must be an integer {want}, got {v!r:.40}")
 
 
 def _read_array(path: Path, dtype: type) -> np.ndarray:
     if not path.is_file():
-        raise DataError(f"{path}: missing")
+        raise DataError(f"{path}: {'not a file' if path.exists() else 'missing'}")
     try:
         a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable .npy file ({e})") from None
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
+        raise DataError(f"{path}: not a readable .npy file ({e or 'empty'})") from None
+    if not isinstance(a, np.ndarray):  # an .npz archive under an .npy name
+        a.close()
+        raise DataError(f"{path}: not a .npy file (an .npz archive)")
     if a.dtype != dtype:
         raise DataError(f"{path}: expected {np.dtype(dtype).name}, got {a.dtype}")
     return a
 
 
+def _check_labels(labels: np.ndarray, classes: list[str] | None, where: Path) -> None:
+    """Refuse labels outside 0..C-1 for the C ``classes`` (None: only negative ones)."""
+    if not labels.size:
+        return
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0:
+        raise DataError(f"{where}: label {lo} is negative; labels are class indices 0, 1, …")
+    if classes is not None and hi >= len(classes):
+        raise DataError(
+            f"{where}: label {hi} is outside the {len(classes)} classes of {META} "
+            f"(valid labels are 0..{len(classes) - 1})"
+        )
+
+
 def load_codes(codes_dir: str | os.PathLike) -> CodeSet:
-    """Read and check a codes directory: every grid (N, H, W) with codes < K, labels to match."""
+    """Read and check a codes directory: every grid (N, H, W) with codes < K, labels to match,
+    each in 0..C-1 for the C classes of meta.json (without its list of classes: C is the
+    largest label + 1)."""
     d = Path(codes_dir)
     meta = read_meta(d)
     k, grid = int(meta["K"]), (int(meta["H"]), int(meta["W"]))
+    classes = meta.get("classes")
     splits = {}
     for name in SPLITS:
         codes = _read_array(d / f"{name}.npy", np.uint16)
-        labels = _read_array(d / f"{name}_labels.npy", np.int64)
+        labels_file = d / f"{name}_labels.npy"
+        labels = _read_array(labels_file, np.int64)
         x = torch.from_numpy(codes.astype(np.int64))
         check_indices(x, k, grid, str(d / f"{name}.npy"))
         if labels.shape != (codes.shape[0],):
             raise DataError(
-                f"{d / f'{name}_labels.npy'}: {labels.shape[0] if labels.ndim else 0} labels "
+                f"{labels_file}: {labels.shape[0] if labels.ndim else 0} labels "
                 f"for {codes.shape[0]} code grids"
             )
+        _check_labels(labels, classes, labels_file)
         splits[name] = Split(x, torch.from_numpy(labels))
-    classes = list(meta.get("classes") or [])
-    n_classes = int(max(int(s.y.max()) if len(s) else -1 for s in splits.values())) + 1
-    if len(classes) < n_classes:
+    if classes is None:  # a meta.json without its classes: as many as the labels need
+        n_classes = max(int(s.y.max()) if len(s) else -1 for s in splits.values()) + 1
         classes = [str(i) for i in range(n_classes)]
     data = Dataset("codes", splits["train"], splits["val"], splits["test"], classes, str(d))
     return CodeSet(d, meta, sha256_file(d / META), data)

@@ -21,7 +21,7 @@ def predict(clf: Classifier, x: torch.Tensor, batch_size: int = 1000, amp: str =
         with autocast(amp):
             out.append(clf(to_float(x[start : start + batch_size])).argmax(1))
     clf.train(was_training)
-    return torch.cat(out)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)  # (N,): none for N = 0
 
 
 def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -73,7 +73,10 @@ class LatentPage(ModelPage):
         if d <= 2:
             return torch.zeros(d), torch.eye(2, d)
         center = codes.mean(0)
-        _, _, vh = torch.linalg.svd(codes - center, full_matrices=False)  # vh: (D, D)
+        # vh: (min(N, D), D); a single code (a --limit or --points of 1) spans no direction,
+        # and the full (D, D) basis still gives the map two axes
+        full = codes.shape[0] < 2
+        _, _, vh = torch.linalg.svd(codes - center, full_matrices=full)
         basis = vh[:2]
         # a sign convention, so the same run draws the same map every time
         signs = torch.sign(basis[torch.arange(2), basis.abs().argmax(1)])

@@ -231,7 +231,10 @@ def train_prior(
         stored = load_config(out)
         if stored.get("family") != "prior":
             raise CheckpointError(f"{out}: not a prior run")
-        if stored.get("codes", {}).get("meta_sha256") != codes.meta_sha256:
+        if stored.get("model") != prior:
+            raise UserError(f"{out} holds a {stored.get('model')} prior, not {prior}")
+        record = stored.get("codes")
+        if not isinstance(record, dict) or record.get("meta_sha256") != codes.meta_sha256:
             raise UserError(f"{out} was trained on other codes than {codes.path}; cannot resume")
         run = None
     else:
@@ -320,8 +323,17 @@ def generate(
     use_cache: bool = True,
     guidance: Guidance = 1.0,
 ) -> dict[str, Any]:
-    """Stage 4: sample ``n`` images into a PNG grid, the codes beside it (same name, .npy)."""
-    out_png = Path(out_png)
+    """Stage 4: sample ``n`` images into a PNG grid, the codes beside it (same name, .npy).
+
+    Both paths are checked before anything is drawn or written.
+    """
+    out_png, out_npy = Path(out_png), Path(out_png).with_suffix(".npy")
+    for p in (out_png, out_npy):
+        if p.is_dir():
+            raise UserError(
+                f"{p} is a directory; the picture and its codes go to {out_png.name} and "
+                f"{out_npy.name}: choose another --out"
+            )
     g = torch.Generator().manual_seed(seed)
     images, codes = sample_images(
         prior_dir,
@@ -336,7 +348,7 @@ def generate(
         guidance=guidance,
     )
     save_grid(out_png, images, nrow=min(10, n))
-    atomic_write_bytes(out_png.with_suffix(".npy"), npy_bytes(codes.numpy().astype(np.uint16)))
+    atomic_write_bytes(out_npy, npy_bytes(codes.numpy().astype(np.uint16)))
     return samples_record(prior_dir, vqvae_dir, n, seed, label, temperature, top_k, guidance)
 
 
