@@ -211,6 +211,7 @@ CASES = [
     ("demo --out {ws}/a_file --data synthetic --limit 300 --epochs 1", ["not a directory"]),
     # the smallest number a command takes, named as it is
     ("primer --samples 0 --out {ws}/o", ["at least 1000"]),
+    ("pipeline vqvae --data synthetic --limit 600 --out {ws}/run", ["holds a training run"]),
     ("compare-generators --eval-n 0 --minutes 1 --data synthetic --out {ws}/o", ["at least 10,"]),
 ]
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import MODEL, load, load_config, read_train_state, weights_hash
+from ..checkpoint import CONFIG, MODEL, load, load_config, read_train_state, weights_hash
 from ..config import RunConfig, TrainConfig, apply_overrides, from_dict
 from ..data.codes import CodeSet, codes_match, encode_dataset, encode_split, load_codes
 from ..data.datasets import Dataset
@@ -519,6 +519,8 @@ def run_pipeline(
     if guidance is None:
         guidance = default_guidance(prior, planned.model_config)
     check_guidance(planned.model_config, guidance)
+    if (out / CONFIG).exists():  # a run's own directory: the stages would go in beside it
+        raise UserError(f"{out} holds a training run; give the pipeline a directory of its own")
     ensure_dir(out)
     dirs = {s: out / s for s in ("vqvae", "codes", "prior", "samples")}
     summary: dict[str, Any] = {"dir": str(out)}
