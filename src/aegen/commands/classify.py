@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -183,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
             {
                 "classification": {
                     "test_acc": result.test_acc,
-                    "val_acc": result.val_acc,
+                    # null, not NaN (which is not JSON), when a --limit left no validation images
+                    "val_acc": None if math.isnan(result.val_acc) else result.val_acc,
                     "n_labeled": result.n_labeled,
                     "steps": result.steps,
                     "seconds": result.seconds,
@@ -202,7 +204,11 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{cfg.mode} on {on} with {result.n_labeled} labels "
         f"({100 * cfg.labels:g} % of the training images): test accuracy {result.test_acc:.2%}, "
-        f"validation {result.val_acc:.2%}, {result.seconds:.0f} s",
+        f"validation {_share(result.val_acc)}, {result.seconds:.0f} s",
     )
     print(f"wrote {out / 'metrics.json'}, {out / 'confusion.png'}", file=sys.stderr)
     return 0
+
+
+def _share(accuracy: float) -> str:
+    return "— (no validation images)" if math.isnan(accuracy) else f"{accuracy:.2%}"
