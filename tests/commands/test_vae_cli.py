@@ -115,3 +115,10 @@ def test_sweep_beta_draws_the_trade_off_and_resumes(cli, tmp_path):
     weights = (out / "beta-4" / "model.safetensors").stat().st_mtime_ns
     r = cli(*args)  # a second run reads the finished runs back, trains nothing
     assert r.code == 0 and (out / "beta-4" / "model.safetensors").stat().st_mtime_ns == weights
+    # with other settings it would not be this sweep: refused before anything is written
+    sweep = (out / "sweep.json").read_bytes()
+    for changed in (["--epochs", "3"], ["--limit", "700"], ["--set", "train.lr=1e-2"]):
+        r = cli(*args, *changed)
+        assert r.code == 2 and "other settings" in r.err, r.err
+    assert (out / "sweep.json").read_bytes() == sweep
+    assert (out / "beta-4" / "model.safetensors").stat().st_mtime_ns == weights

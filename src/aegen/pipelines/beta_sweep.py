@@ -10,7 +10,9 @@ distortion against rate (``rate_distortion.png``, Alemi et al. 2018) and writes
 the numbers to ``sweep.json``.
 
 A killed sweep resumes: a finished β (its metrics.json has the "vae" report)
-is read back, an unfinished one continues from its checkpoint.
+is read back, an unfinished one continues from its checkpoint. A β directory
+trained with other settings (model, epochs, overrides, data) is refused before
+anything trains: its numbers would not be this sweep's.
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import CONFIG
 from ..config import RunConfig
 from ..data.datasets import Dataset
 from ..errors import UserError
 from ..eval.metrics import read_metrics_json
 from ..files import atomic_write_json, ensure_dir
-from ..runs import data_from_config, finish_run, make_run_config, train_run
+from ..runs import data_from_config, finish_run, make_run_config, stage_state, train_run
 from ..viz import figure, save_figure, save_grid
 
 __all__ = ["beta_dir", "plan_sweep", "plot_rate_distortion", "run_sweep"]
@@ -70,15 +71,21 @@ def run_sweep(
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a directory")
     data = data if data is not None else data_from_config(runs[0].data)
+    # every β's directory is checked before any trains: one run with other settings (another
+    # model, --epochs, --set, --limit) is refused, not read back as if it were this sweep's
+    keys = ("model", "model_config", "train", "data")
+    states = [
+        stage_state(beta_dir(out, r.model_config.beta), r.to_json(), keys, "β run") for r in runs
+    ]
     ensure_dir(out)
     points = []
-    for run in runs:
+    for run, state in zip(runs, states, strict=True):
         beta = run.model_config.beta
         d = beta_dir(out, beta)
-        if not _finished(d):
+        if state != "done" or not _finished(d):
             if progress:
                 print(f"β = {beta:g}: training into {d}", file=sys.stderr)
-            resume = (d / CONFIG).is_file()
+            resume = state != "fresh"
             trained = train_run(
                 None if resume else run, d, resume=resume, progress=progress, data=data
             )
