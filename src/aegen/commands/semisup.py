@@ -27,11 +27,21 @@ def _fractions(text: str) -> list[float]:
     for v in values:
         if not 0 < v <= 1:
             raise argparse.ArgumentTypeError(f"every fraction must be in (0, 1], got {v:g}")
-    return values
+    return _once(values, text)
 
 
 def _names(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected names separated by commas, got {text!r}")
+    return _once(names, text)
+
+
+def _once(values: list, text: str) -> list:
+    """``values`` when none is repeated: a repeat would train and count the same cells twice."""
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"a value is repeated in {text!r}")
+    return values
 
 
 def add_parser(sub) -> None:
