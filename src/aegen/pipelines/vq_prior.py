@@ -65,14 +65,7 @@ from ..runs import (
 )
 from ..threads import own_cpu_seconds, read_steal, steal_share
 from ..viz import save_grid
-from .vq_scores import (
-    CHOICE_N,
-    choose_temperature,
-    guidance_key,
-    score_names,
-    score_pipeline,
-    stored_scores,
-)
+from .vq_scores import CHOICE_N, choose_temperature, guidance_key, score_pipeline
 
 __all__ = [
     "CodeSet",  # re-exported from aegen.data.codes
@@ -623,14 +616,9 @@ def run_pipeline(
 
     # ---- stage 4, scored
     if features is not None:
-        scored_with = f"{eval_n} images, features {features.sha256[:12]}"
-        args = (dirs["prior"], dirs["vqvae"], dataset, features, eval_n, seed, temperature, top_k)
-        if len(stored_scores(*args, guidance=guidance)) == len(score_names(dirs["prior"])):
-            _log(f"stage 4/4: scores ({scored_with}) match; skipped", quiet)
-        else:
-            _log(f"stage 4/4: scoring the samples against their ceiling ({scored_with})", quiet)
         summary["scores"] = score_pipeline(
-            *args, progress=progress, log=lambda msg: _log(msg, quiet), guidance=guidance,
+            dirs["prior"], dirs["vqvae"], dataset, features, eval_n, seed, temperature, top_k,
+            progress=progress, log=lambda msg: _log(msg, quiet), guidance=guidance,
             streams=streams,
         )  # fmt: skip
     elif eval_n:

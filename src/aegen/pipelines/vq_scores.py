@@ -11,7 +11,7 @@ measures the draw, on the domain feature network (:mod:`aegen.eval.features`):
   beside their *ceiling*, the VQ-VAE's own test reconstructions scored the same way (what
   a prior that drew the test set's codes would reach), and a conditional prior's class
   accuracy; each section is kept in metrics.json with what it was scored from, and not
-  computed again while that is the same (:func:`stored_scores`);
+  computed again while that is the same;
 - **FID against sampling steps** for the parallel prior (:func:`fid_against_steps`).
 """
 
@@ -56,9 +56,7 @@ __all__ = [
     "guidance_key",
     "pick_temperature",
     "score_lines",
-    "score_names",
     "score_pipeline",
-    "stored_scores",
 ]
 
 
@@ -334,17 +332,21 @@ def score_pipeline(
     choice's, when it drew at this temperature), so none is drawn twice.
 
     A section already in metrics.json with the same ``scored_from`` (weights, ``n``,
-    seed, feature network, data, sampling settings) is kept, not computed again.
+    seed, feature network, data, sampling settings) is kept, not computed again; ``log``
+    hears first whether every section was kept or some are scored.
     """
     prior_dir, vqvae_dir = Path(prior_dir), Path(vqvae_dir)
     say = log or (lambda _msg: None)
     want = _scores_wanted(
         prior_dir, vqvae_dir, data, features, n, seed, temperature, top_k, guidance
     )
-    names = score_names(prior_dir)
+    names = _score_names(prior_dir)
     out = _stored(prior_dir, vqvae_dir, want)
+    scored_with = f"{n} images, features {features.sha256[:12]}"
     if len(out) == len(names):
+        say(f"stage 4/4: scores ({scored_with}) match; skipped")
         return out
+    say(f"stage 4/4: scoring the samples against their ceiling ({scored_with})")
     vqvae = load(vqvae_dir, family="vqvae").eval()
     stream = _stream(streams, prior_dir, vqvae_dir, seed, **_settings(temperature, top_k, guidance))
     options = EvalOptions(n=n, seed=seed, temperature=temperature, vqvae_dir=str(vqvae_dir))
@@ -394,30 +396,10 @@ def score_pipeline(
     return {s: {**out, **fresh}[s] for s in names}
 
 
-def score_names(prior_dir: Path) -> tuple[str, ...]:
+def _score_names(prior_dir: Path) -> tuple[str, ...]:
     """The score sections a prior gets: class accuracy only when it takes labels."""
     conditional = load_config(prior_dir).get("model_config", {}).get("num_classes", 0)
     return SCORE_SECTIONS if conditional else SCORE_SECTIONS[:2]
-
-
-def stored_scores(
-    prior_dir: str | os.PathLike,
-    vqvae_dir: str | os.PathLike,
-    data: Dataset,
-    features: DomainFeatures,
-    n: int = EvalOptions.n,
-    seed: int = 0,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    guidance: Guidance = 1.0,
-) -> dict[str, dict[str, Any]]:
-    """The sections of :func:`score_pipeline` that the two metrics.json files already hold
-    for these very weights and settings (the others it would compute)."""
-    prior_dir, vqvae_dir = Path(prior_dir), Path(vqvae_dir)
-    want = _scores_wanted(
-        prior_dir, vqvae_dir, data, features, n, seed, temperature, top_k, guidance
-    )
-    return _stored(prior_dir, vqvae_dir, want)
 
 
 def _stored(
@@ -425,7 +407,7 @@ def _stored(
 ) -> dict[str, dict[str, Any]]:
     have = {"prior": read_metrics_json(prior_dir), "vqvae": read_metrics_json(vqvae_dir)}
     out = {}
-    for name in score_names(prior_dir):
+    for name in _score_names(prior_dir):
         section = have["vqvae" if name == "ceiling" else "prior"].get(name)
         if isinstance(section, dict) and section.get("scored_from") == want[name]:
             out[name] = section
