@@ -49,13 +49,6 @@ def _number(text: str, kind: type) -> float | int:
     return value
 
 
-def positive_int(text: str) -> int:
-    v = _number(text, int)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
-
-
 def int_at_least(minimum: int):
     """An argument type: an integer of at least ``minimum`` (the message names it)."""
 
@@ -66,6 +59,10 @@ def int_at_least(minimum: int):
         return v
 
     return parse
+
+
+def positive_int(text: str) -> int:
+    return int_at_least(1)(text)
 
 
 def nonneg_int(text: str) -> int:
