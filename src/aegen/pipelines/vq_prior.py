@@ -389,20 +389,24 @@ PIPELINE_GUIDANCE = 2.0
 PIPELINE_PRIOR_GUIDANCE: dict[str, Guidance] = {"maskgit": (1.5, 3.5)}
 # The pipeline's own recipe for a prior, where it has one: model settings (listed before
 # the user's --set, which win) and the epochs unless --prior-epochs is given. The
-# transformer gets 2 blocks for 7 epochs instead of its own 4 for 5: on 2 cores of an AVX2
-# EPYC (Zen 3, fp32), on one VQ-VAE's codes, 2 blocks trained 1.9 times as many images a
-# second (650-750 against 346), and for the same minutes reached a lower validation NLL
-# (4 epochs, 310 s: 4.086 bits/code; 4 blocks, 2 epochs, 318 s: 4.117); with 4 blocks for
-# 5 epochs the default pipeline took 23-33 minutes there against the 20 of issue 22
-# (docs/vqvae.md, "A shallower prior"). The full tour pins the 4 blocks its claims were
-# measured with (its small budgets, like the generators' comparison, already take 2).
+# transformer gets 2 blocks instead of its own 4: on 2 cores of an AVX2 EPYC (Zen 3, fp32),
+# on one VQ-VAE's codes, 2 blocks trained 1.9 times as many images a second (650-750
+# against 346), and for the same minutes reached a lower validation NLL (4 epochs, 310 s:
+# 4.086 bits/code; 4 blocks, 2 epochs, 318 s: 4.117); with 4 blocks for 5 epochs the
+# default pipeline took 23-33 minutes there against the 20 of issue 22. 9 epochs, not 7:
+# on that CPU unstolen, the whole default pipeline took 15.9 minutes with 7 and 18.4 with
+# 9, and the two more epochs took the samples from FID 48.6 to 42.7, recall 0.464 to
+# 0.478, on-class 93.8 to 94.7 % (docs/vqvae.md, "The default command, end to end"). The
+# full tour pins the 4 blocks its claims were measured with (its small budgets, like the
+# generators' comparison, already take 2).
 # MaskGIT takes the same depth and epochs as the transformer it is compared with: on one
 # VQ-VAE's codes (AMD EPYC Zen 4, bf16) 2 blocks for 7 epochs gave FID 51.9 and recall
 # 0.413 in 561 s of training and 302 s of stage 4, its old 4 blocks for 5 epochs 56.6 and
-# 0.372 in 801 s and 554 s (docs/vqvae.md, "At the transformer's depth").
+# 0.372 in 801 s and 554 s (docs/vqvae.md, "At the transformer's depth"); at 9 epochs on
+# the 9-epoch transformer's codes (AVX2 EPYC, fp32) FID 41.8 against its 42.7.
 PIPELINE_PRIOR_RECIPE: dict[str, tuple[tuple[str, ...], int | None]] = {
-    "transformer": (("model.n_layers=2",), 7),
-    "maskgit": (("model.n_layers=2",), 7),
+    "transformer": (("model.n_layers=2",), 9),
+    "maskgit": (("model.n_layers=2",), 9),
 }
 
 
