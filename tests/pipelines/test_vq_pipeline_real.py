@@ -42,8 +42,8 @@ def test_the_default_pipeline_beats_the_vae_and_draws_the_class_it_is_asked_for(
     assert 3 * vq["fid"] < vae["fid"], (vq["fid"], vae["fid"])
     assert vq["precision"] > 0.8 and vq["recall"] > vae["recall"]
     # the samples drawn for each label are that class to the feature network, on average
-    # about as often as real test images are (measured 92.2-94.7 % against 92.2-92.4 %), and no class
-    # falls far behind (the shirt is the weakest, as it is for real images)
+    # about as often as real test images are (measured 92.2-94.7 % against 92.2-92.4 %), and
+    # no class falls far behind (the shirt is the weakest, as it is for real images)
     acc = scores["class_accuracy"]
     assert acc["mean"] > 0.88 and min(acc["per_class"]) > 0.5, acc["per_class"]
     # the prior's samples are worse than the VQ-VAE's own reconstructions, never better
