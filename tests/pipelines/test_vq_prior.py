@@ -802,20 +802,20 @@ def test_the_default_guidance_is_each_priors_own_and_1_where_it_cannot_guide():
 
 
 def test_the_pipeline_trains_its_own_transformer_recipe_unless_told_otherwise():
-    """2 blocks for 9 epochs (docs/vqvae.md, "The default command, end to end"), MaskGIT as
+    """2 blocks for 8 epochs (docs/vqvae.md, "The default command, end to end"), MaskGIT as
     the transformer; --set and --prior-epochs win, and a prior without a recipe keeps its own
     defaults."""
     settings = vq_prior.pipeline_prior_settings
     over, epochs = settings("transformer", [], True, None)
-    assert over == ["model.label_dropout=0.1", "model.n_layers=2"] and epochs == 9
+    assert over == ["model.label_dropout=0.1", "model.n_layers=2"] and epochs == 8
     run = vq_prior.prior_run_config("transformer", (256, (7, 7), 10), over, epochs=epochs)
-    assert (run.model_config.n_layers, run.train.epochs) == (2, 9)
+    assert (run.model_config.n_layers, run.train.epochs) == (2, 8)
     over, epochs = settings("transformer", ["model.n_layers=3"], False, 4)
     run = vq_prior.prior_run_config("transformer", (256, (7, 7), 10), over, False, epochs=epochs)
     assert (run.model_config.n_layers, run.train.epochs, run.model_config.num_classes) == (3, 4, 0)
     assert settings("maskgit", [], True, None) == (
         ["model.label_dropout=0.1", "model.n_layers=2"],
-        9,
+        8,
     )
     assert settings("pixelcnn", [], True, None) == (["model.label_dropout=0.1"], None)
 

@@ -393,20 +393,21 @@ PIPELINE_PRIOR_GUIDANCE: dict[str, Guidance] = {"maskgit": (1.5, 3.5)}
 # on one VQ-VAE's codes, 2 blocks trained 1.9 times as many images a second (650-750
 # against 346), and for the same minutes reached a lower validation NLL (4 epochs, 310 s:
 # 4.086 bits/code; 4 blocks, 2 epochs, 318 s: 4.117); with 4 blocks for 5 epochs the
-# default pipeline took 23-33 minutes there against the 20 of issue 22. 9 epochs, not 7:
-# on that CPU unstolen, the whole default pipeline took 15.9 minutes with 7 and 18.4 with
-# 9, and the two more epochs took the samples from FID 48.6 to 42.7, recall 0.464 to
-# 0.478, on-class 93.8 to 94.7 % (docs/vqvae.md, "The default command, end to end"). The
+# default pipeline took 23-33 minutes there against the 20 of issue 22. 8 epochs, not 7
+# or 9: on that CPU unstolen, 7 epochs gave FID 48.6, recall 0.464, on-class 93.8 % in
+# 15.9 minutes; 8 gave 47.3, 0.472, 94.9 % in 17.8; 9 gave 42.7, 0.478, 94.7 % but took
+# 18.4 and 20.3 minutes in two runs as the host's speed drifted (docs/vqvae.md, "The
+# default command, end to end"). The
 # full tour pins the 4 blocks its claims were measured with (its small budgets, like the
 # generators' comparison, already take 2).
 # MaskGIT takes the same depth and epochs as the transformer it is compared with: on one
 # VQ-VAE's codes (AMD EPYC Zen 4, bf16) 2 blocks for 7 epochs gave FID 51.9 and recall
 # 0.413 in 561 s of training and 302 s of stage 4, its old 4 blocks for 5 epochs 56.6 and
 # 0.372 in 801 s and 554 s (docs/vqvae.md, "At the transformer's depth"); at 9 epochs on
-# the 9-epoch transformer's codes (AVX2 EPYC, fp32) FID 41.8 against its 42.7.
+# one VQ-VAE's codes (AVX2 EPYC, fp32) FID 41.8 against the 9-epoch transformer's 42.7.
 PIPELINE_PRIOR_RECIPE: dict[str, tuple[tuple[str, ...], int | None]] = {
-    "transformer": (("model.n_layers=2",), 9),
-    "maskgit": (("model.n_layers=2",), 9),
+    "transformer": (("model.n_layers=2",), 8),
+    "maskgit": (("model.n_layers=2",), 8),
 }
 
 
