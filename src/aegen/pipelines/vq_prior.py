@@ -397,9 +397,8 @@ PIPELINE_PRIOR_GUIDANCE: dict[str, Guidance] = {"maskgit": (1.5, 3.5)}
 # or 9: on that CPU unstolen, 7 epochs gave FID 48.6, recall 0.464, on-class 93.8 % in
 # 15.9 minutes; 8 gave 47.3, 0.472, 94.9 % in 17.8; 9 gave 42.7, 0.478, 94.7 % but took
 # 18.4 and 20.3 minutes in two runs as the host's speed drifted (docs/vqvae.md, "The
-# default command, end to end"). The
-# full tour pins the 4 blocks its claims were measured with (its small budgets, like the
-# generators' comparison, already take 2).
+# default command, end to end"). The full tour pins the 4 blocks its claims were measured
+# with (its small budgets, like the generators' comparison, already take 2).
 # MaskGIT takes the same depth and epochs as the transformer it is compared with: on one
 # VQ-VAE's codes (AMD EPYC Zen 4, bf16) 2 blocks for 7 epochs gave FID 51.9 and recall
 # 0.413 in 561 s of training and 302 s of stage 4, its old 4 blocks for 5 epochs 56.6 and
