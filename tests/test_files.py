@@ -1,13 +1,42 @@
-"""Atomic writes: a library save call through a temporary file, and the CSV writer every
-results file goes through (header, number format, missing and extra keys)."""
+"""Atomic writes: a library save call through a temporary file, the CSV writer every
+results file goes through (header, number format, missing and extra keys), and the JSON
+writer's standard JSON (no NaN or Infinity, which other readers refuse)."""
 
 from __future__ import annotations
 
 import csv
+import json
+import math
 
 import pytest
 
-from aegen.files import atomic_save, atomic_write_bytes, atomic_write_csv
+from aegen.files import atomic_save, atomic_write_bytes, atomic_write_csv, atomic_write_json
+
+
+def _strict(text: str):
+    """Parse as a JSON reader outside Python would: NaN, Infinity and -Infinity refused."""
+
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_files_hold_null_where_a_number_was_not_finite(tmp_path):
+    path = tmp_path / "metrics.json"
+    obj = {
+        "fid": math.nan,
+        "rows": [1.5, math.inf, (-math.inf, 2)],
+        "nested": {"ok": 0.25, "bad": float("nan"), "n": 3, "name": "nan", "flag": True},
+    }
+    atomic_write_json(path, obj)
+    assert _strict(path.read_text()) == {
+        "fid": None,
+        "rows": [1.5, None, [None, 2]],
+        "nested": {"ok": 0.25, "bad": None, "n": 3, "name": "nan", "flag": True},
+    }
+    assert obj["rows"][1] == math.inf  # the caller's object is not changed
+    assert list(tmp_path.iterdir()) == [path]
 
 
 def test_csv_rows_floats_six_digits_missing_empty_extra_dropped(tmp_path):

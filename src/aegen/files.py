@@ -13,6 +13,7 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import sys
@@ -35,6 +36,7 @@ __all__ = [
     "atomic_write_text",
     "ensure_dir",
     "ensure_writable_file",
+    "json_text",
     "npy_bytes",
     "read_dir_json",
     "read_json",
@@ -109,8 +111,31 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, **dumps: Any) -> str:
+    """``obj`` as standard JSON: a float that is not finite (NaN, ±inf) becomes null.
+
+    Python's ``json`` would write ``NaN`` and ``Infinity``, which are not JSON: a
+    browser's ``JSON.parse``, ``jq`` and most other readers refuse the whole file.
+    Readers that need a number where null stands treat it as "not a number"
+    (the tour reads them back as NaN); the report shows "—".
+    ``dumps`` go to :func:`json.dumps` (indent, separators).
+    """
+    return json.dumps(_finite(obj), allow_nan=False, **dumps)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """``obj`` as standard JSON (:func:`json_text`, indented), written atomically."""
+    atomic_write_text(path, json_text(obj, indent=2) + "\n")
 
 
 def atomic_write_csv(

@@ -133,6 +133,18 @@ def test_the_claims_table_follows_the_recorded_numbers(resumed_tour):
         assert r.code == 0, r.err
         assert marks()["conv_beats_mlp"] == want
         assert f"conv {ae['conv_psnr']:.2f} dB" in (out / "report.html").read_text()
+    # a number that was not finite is stored as JSON's null; read back, it fails its claim
+    ae["conv_psnr"] = None
+    (out / "tour.json").write_text(json.dumps(state))
+    r = run_cli_subprocess(*_tour_argv(out), env=env, timeout=300)
+    assert r.code == 0, r.err
+    assert marks()["conv_beats_mlp"] == "fails"
+    assert "conv nan dB" in (out / "report.html").read_text()
+    text = (out / "tour.json").read_text()
+    assert (
+        "NaN" not in text
+        and json.loads(text)["parts"]["autoencoders"]["metrics"]["conv_psnr"] is None
+    )
 
 
 def _numbers_where_every_claim_holds() -> dict[str, dict[str, float]]:

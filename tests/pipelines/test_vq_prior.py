@@ -565,6 +565,19 @@ def test_rerun_with_matching_scores_skips_scoring(
     assert json.loads((out / "vqvae" / "metrics.json").read_text())["ceiling"]["n_samples"] == 20
 
 
+def test_score_lines_print_a_score_stored_as_null_as_nan():
+    """metrics.json keeps a score that was not a number as null: a rerun prints it, not a crash."""
+    scores = {
+        "samples": {"fid": None, "precision": 0.8125, "recall": None, "n_samples": 10},
+        "ceiling": {"fid": 38.671, "precision": 0.963, "recall": 0.667, "n_samples": 10},
+    }
+    assert vq_scores.score_lines(scores) == [
+        "samples: FID nan, precision 0.812, recall nan (10 images)",
+        "ceiling (VQ-VAE test reconstructions): FID 38.671, precision 0.963, recall 0.667 "
+        "(10 images)",
+    ]
+
+
 def test_eval_n_0_scores_nothing(done, tmp_path, monkeypatch, cli, tiny_features):
     out = tmp_path / "run"
     shutil.copytree(done[0], out)

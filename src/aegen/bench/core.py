@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -166,11 +165,11 @@ def paired_median_ratio(values: list[float], baselines: list[float]) -> float:
 
 def write_report(cases: list[Case], path: str | Path | None, title: str) -> dict[str, Any]:
     """Print the report as JSON (and write it to ``path`` when given)."""
+    from ..files import atomic_write_text, json_text
+
     report = {"benchmark": title, "machine": machine_info(), "cases": [asdict(c) for c in cases]}
-    text = json.dumps(report, indent=2)
+    text = json_text(report, indent=2)  # a case's NaN is null: the report stays JSON
     print(text)
     if path:
-        from ..files import atomic_write_text
-
         atomic_write_text(path, text + "\n")
     return report

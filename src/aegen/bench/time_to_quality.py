@@ -62,6 +62,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -93,7 +94,14 @@ from ..eval.evaluate import (
     evaluate_run,
 )
 from ..eval.features import DomainFeatures, default_features_dir, find_features
-from ..files import RunLock, atomic_write_json, atomic_write_text, ensure_dir, read_json
+from ..files import (
+    RunLock,
+    atomic_write_json,
+    atomic_write_text,
+    ensure_dir,
+    json_text,
+    read_json,
+)
 from ..models.abilities import ScoresCodeLikelihood
 from ..pipelines.vq_prior import codes_record, encode_run, load_codes, prior_run_config
 from ..registry import available, entry
@@ -188,7 +196,7 @@ def read_rows(out: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _write_rows(out: Path, rows: list[dict[str, Any]]) -> None:
-    atomic_write_text(out / ROWS, "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(out / ROWS, "".join(json_text(r) + "\n" for r in rows))
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -355,6 +363,8 @@ def plot_rows(
     """FID against CPU-minutes of training, one line per model (log x), the ceiling dashed."""
     series: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
+        if r["fid"] is None or not math.isfinite(r["fid"]):
+            continue  # no FID to draw (stored as null: a diverged model's)
         # a row of a run too short for the clock is drawn at its resolution, not at 0
         series.setdefault(r["model"], []).append((max(r["cpu_minutes"], 1e-4), r["fid"]))
     fid = None if not ceiling else ceiling["fid"]
@@ -644,7 +654,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         progress=not a.quiet,
         quiet=a.quiet,
     )
-    text = json.dumps(report, indent=2)
+    text = json_text(report, indent=2)
     print(text)
     if a.json:
         atomic_write_text(a.json, text + "\n")

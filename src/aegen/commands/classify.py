@@ -184,8 +184,8 @@ def run(args: argparse.Namespace) -> int:
             {
                 "classification": {
                     "test_acc": result.test_acc,
-                    # null, not NaN (which is not JSON), when a --limit left no validation images
-                    "val_acc": None if math.isnan(result.val_acc) else result.val_acc,
+                    # NaN (written as null) when a --limit left no validation images
+                    "val_acc": result.val_acc,
                     "n_labeled": result.n_labeled,
                     "steps": result.steps,
                     "seconds": result.seconds,

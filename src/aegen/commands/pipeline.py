@@ -6,7 +6,7 @@ import argparse
 
 from ..eval.evaluate import MIN_SAMPLES, EvalOptions
 from ..pipelines.vq_prior import prior_score_line, run_pipeline
-from ..pipelines.vq_scores import score_lines
+from ..pipelines.vq_scores import score_lines, shown
 from ..registry import available
 from ._common import add_data_args
 from .argtypes import guidance_arg, nonneg_int, positive_int, temperature_arg
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     )
     c, pr = s["codes"], s["prior"]
     print(
-        f"VQ-VAE test MSE {s['vqvae'].get('mse', float('nan')):.5f}; codes used on test "
+        f"VQ-VAE test MSE {shown(s['vqvae'].get('mse'), '.5f')}; codes used on test "
         f"{c['test_codes_used']}/{c['K']} (perplexity {c['test_perplexity']:.1f}); {args.prior} "
         f"{prior_score_line(pr)}; samples: {s['samples']} (temperature {s['temperature']}, "
         f"guidance {s['guidance']})"

@@ -29,6 +29,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..files import json_text
 from .pages import Page, RequestError
 
 __all__ = ["ExploreServer", "assets", "make_server", "start_in_thread"]
@@ -96,7 +97,7 @@ class ExploreHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj, separators=(",", ":")).encode(), "application/json")
+        self._send(status, json_text(obj, separators=(",", ":")).encode(), "application/json")
 
     def _error(self, status: int, message: str) -> None:
         line = " ".join(str(message).split())[:300]  # one line, whatever the cause

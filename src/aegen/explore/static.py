@@ -11,14 +11,13 @@ because a page opened from ``file://`` may load scripts but not fetch files.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..files import atomic_write_bytes, atomic_write_text, ensure_dir
+from ..files import atomic_write_bytes, atomic_write_text, ensure_dir, json_text
 from ..viz import image_grid, save_image
 from .latent import STATIC_GRID, LatentPage
 from .pages import Page
@@ -69,6 +68,6 @@ def export_static(pages: Sequence[Page], out_dir: str | os.PathLike) -> Path:
     for name, content in files.items():
         if name != "index.html":
             atomic_write_bytes(out / "assets" / name, content)
-    payload = json.dumps(data, separators=(",", ":"))
+    payload = json_text(data, separators=(",", ":"))
     atomic_write_text(out / "assets" / "data.js", f"window.AEGEN_STATIC = {payload};\n")
     return out / "index.html"

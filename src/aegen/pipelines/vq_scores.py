@@ -17,6 +17,7 @@ measures the draw, on the domain feature network (:mod:`aegen.eval.features`):
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,7 @@ __all__ = [
     "pick_temperature",
     "score_lines",
     "score_pipeline",
+    "shown",
 ]
 
 
@@ -414,6 +416,11 @@ def _stored(
     return out
 
 
+def shown(value: float | None, spec: str) -> str:
+    """A stored score as text: metrics.json keeps a score that was not a number as null."""
+    return format(math.nan if value is None else value, spec)
+
+
 def score_lines(scores: dict[str, dict[str, Any]]) -> list[str]:
     """One line per score section of :func:`score_pipeline`, as the pipeline prints them."""
     lines = []
@@ -423,8 +430,8 @@ def score_lines(scores: dict[str, dict[str, Any]]) -> list[str]:
     ):
         if s := scores.get(name):
             lines.append(
-                f"{what}: FID {s['fid']:.3f}, precision {s['precision']:.3f}, "
-                f"recall {s['recall']:.3f} ({s['n_samples']} images)"
+                f"{what}: FID {shown(s['fid'], '.3f')}, precision {shown(s['precision'], '.3f')}, "
+                f"recall {shown(s['recall'], '.3f')} ({s['n_samples']} images)"
             )
     if c := scores.get("class_accuracy"):
         lines.append(

@@ -18,6 +18,7 @@ budget costs and what each model reaches at it, measured: docs/tour.md.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -73,6 +74,10 @@ def _read_state(out: Path) -> dict[str, Any] | None:
         state = None
     if not isinstance(state, dict) or not isinstance(state.get("parts"), dict):
         raise UserError(f"{p}: unreadable; remove it to start the tour again")
+    for part in state["parts"].values():  # JSON's null is a metric that was not a number
+        metrics = part.get("metrics") if isinstance(part, dict) else None
+        if isinstance(metrics, dict):
+            part["metrics"] = {k: math.nan if v is None else v for k, v in metrics.items()}
     return state
 
 
