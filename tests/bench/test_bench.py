@@ -192,15 +192,20 @@ def test_maskgit_is_timed_against_the_transformer_the_pipeline_trains(monkeypatc
 
     monkeypatch.setattr(vq, "sample_speed", spy)
     vq.sampling_cases(3)
-    (setting,) = PIPELINE_PRIOR_RECIPE["transformer"][0]
-    key, value = setting.removeprefix("model.").split("=")
+
+    def model(prior: str) -> dict[str, str]:
+        """The model settings of the pipeline's recipe (its train settings do not sample)."""
+        sets = PIPELINE_PRIOR_RECIPE[prior][0]
+        return dict(t.removeprefix("model.").split("=") for t in sets if t.startswith("model."))
+
     baselines = [c for c in calls if c[0] == "transformer" and c[2]]
-    assert [(n, m) for _, n, m in baselines] == [(3, {key: value}), (1, {key: value})]
-    (setting,) = PIPELINE_PRIOR_RECIPE["maskgit"][0]
-    key, value = setting.removeprefix("model.").split("=")
+    assert [(n, m) for _, n, m in baselines] == [
+        (3, model("transformer")),
+        (1, model("transformer")),
+    ]
     assert [(n, m) for name, n, m in calls if name == "maskgit"] == [
-        (3, {key: value}),
-        (1, {key: value}),
+        (3, model("maskgit")),
+        (1, model("maskgit")),
     ]
     # the transformer's own case keeps the registry's default
     assert ("transformer", 3, {}) in calls

@@ -815,17 +815,20 @@ def test_the_default_guidance_is_each_priors_own_and_1_where_it_cannot_guide():
 
 
 def test_the_pipeline_trains_its_own_transformer_recipe_unless_told_otherwise():
-    """2 blocks for 8 epochs (docs/vqvae.md, "The default command, end to end"), MaskGIT as
-    the transformer; --set and --prior-epochs win, and a prior without a recipe keeps its own
-    defaults."""
+    """2 blocks with weight decay 0.1 for 8 epochs (docs/vqvae.md, "The default command, end
+    to end", "Weight decay"), MaskGIT at the transformer's depth and epochs; --set and
+    --prior-epochs win, and a prior without a recipe keeps its own defaults."""
     settings = vq_prior.pipeline_prior_settings
     over, epochs = settings("transformer", [], True, None)
-    assert over == ["model.label_dropout=0.1", "model.n_layers=2"] and epochs == 8
+    assert over == ["model.label_dropout=0.1", "model.n_layers=2", "train.weight_decay=0.1"]
+    assert epochs == 8
     run = vq_prior.prior_run_config("transformer", (256, (7, 7), 10), over, epochs=epochs)
-    assert (run.model_config.n_layers, run.train.epochs) == (2, 8)
-    over, epochs = settings("transformer", ["model.n_layers=3"], False, 4)
+    assert (run.model_config.n_layers, run.train.weight_decay, run.train.epochs) == (2, 0.1, 8)
+    mine = ["model.n_layers=3", "train.weight_decay=0"]
+    over, epochs = settings("transformer", mine, False, 4)
     run = vq_prior.prior_run_config("transformer", (256, (7, 7), 10), over, False, epochs=epochs)
-    assert (run.model_config.n_layers, run.train.epochs, run.model_config.num_classes) == (3, 4, 0)
+    got = (run.model_config.n_layers, run.train.weight_decay, run.train.epochs)
+    assert got == (3, 0.0, 4) and run.model_config.num_classes == 0
     assert settings("maskgit", [], True, None) == (
         ["model.label_dropout=0.1", "model.n_layers=2"],
         8,
