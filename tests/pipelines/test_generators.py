@@ -115,6 +115,9 @@ def test_the_comparison_writes_table_json_html_and_grids(compared):
     assert page.count("<figure>") == 2 and 'data-family="vqvae"' in page
     assert vae["caption"].split(";")[0] in page
     assert (out / "vae" / "samples.png").is_file() and (out / "vqvae" / "samples.png").is_file()
+    # the prior trains as its recipe was measured: 2 blocks, without the pipeline's weight decay
+    prior = json.loads((out / "vqvae" / "prior" / "config.json").read_text())
+    assert prior["model_config"]["n_layers"] == 2 and prior["train"]["weight_decay"] == 0
 
 
 def test_a_rerun_skips_finished_families(compared):

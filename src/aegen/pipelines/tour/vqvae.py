@@ -111,9 +111,11 @@ def run(t: Tour, d: Path) -> PartResult:
     run_pipeline(
         d,
         prior="transformer",
-        # the 4 blocks its claims were measured with, not the pipeline's 2
+        # the 4 blocks its claims were measured with, not the pipeline's 2, and without
+        # the pipeline's weight decay
         overrides=[
             "prior.model.n_layers=4",
+            "prior.train.weight_decay=0",
             *(f"prior.{o}" for o in b.priors.get("transformer", ())),
         ],
         data=t.data_name,
