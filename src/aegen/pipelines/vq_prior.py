@@ -403,13 +403,14 @@ PIPELINE_PRIOR_GUIDANCE: dict[str, Guidance] = {"maskgit": (1.5, 3.5)}
 # 4.012 and 4.007 at no cost per step, and flattened the validation FID around T = 1, so
 # the seed-0 pipeline samples at 1.1 and meets every target of issue 22 (recall 0.518;
 # seed 1: 0.486 at T = 1.0, up from 0.470; docs/vqvae.md, "Weight decay for the prior").
-# The full tour pins the 4 blocks its claims were measured with (its small budgets, like
-# the generators' comparison, already take 2).
-# MaskGIT takes the same depth and epochs as the transformer it is compared with: on one
-# VQ-VAE's codes (AMD EPYC Zen 4, bf16) 2 blocks for 7 epochs gave FID 51.9 and recall
-# 0.413 in 561 s of training and 302 s of stage 4, its old 4 blocks for 5 epochs 56.6 and
-# 0.372 in 801 s and 554 s (docs/vqvae.md, "At the transformer's depth"); at 9 epochs on
-# one VQ-VAE's codes (AVX2 EPYC, fp32) FID 41.8 against the 9-epoch transformer's 42.7.
+# The tour and the generators' comparison pin the settings their numbers were measured
+# with: weight decay 0, and the full tour's 4 blocks (its small budgets take 2).
+# MaskGIT takes the same depth and epochs as the transformer it is compared with (not its
+# weight decay, not measured for MaskGIT): on one VQ-VAE's codes (AMD EPYC Zen 4, bf16)
+# 2 blocks for 7 epochs gave FID 51.9 and recall 0.413 in 561 s of training and 302 s of
+# stage 4, its old 4 blocks for 5 epochs 56.6 and 0.372 in 801 s and 554 s (docs/vqvae.md,
+# "At the transformer's depth"); at 9 epochs on one VQ-VAE's codes (AVX2 EPYC, fp32) FID
+# 41.8 against the 9-epoch transformer's 42.7.
 PIPELINE_PRIOR_RECIPE: dict[str, tuple[tuple[str, ...], int | None]] = {
     "transformer": (("model.n_layers=2", "train.weight_decay=0.1"), 8),
     "maskgit": (("model.n_layers=2",), 8),
