@@ -83,10 +83,10 @@ def test_tour_killed_after_a_part_resumes_without_redoing_it(resumed_tour):
     # the transformer's picture is drawn as the part scores it: unguided, like the other priors
     vq_part = out / f"{list(PARTS).index('vqvae') + 1}-vqvae"
     drawn = json.loads((vq_part / "samples" / "samples.json").read_text())
+    assert "guidance" not in drawn and drawn["temperature"] == 1.0
     # its prior as the claims were measured: without the pipeline's weight decay
     prior = json.loads((vq_part / "prior" / "config.json").read_text())
     assert prior["train"]["weight_decay"] == 0
-    assert "guidance" not in drawn and drawn["temperature"] == 1.0
     # nothing fetched: no link or picture points off the page (base64 pictures may spell "http")
     assert "img-src data:" in page
     assert not re.search(r'(src|href)\s*=\s*"(?!data:|#)', page.split("<body>", 1)[1])
